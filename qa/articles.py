@@ -17,6 +17,11 @@ from qa.errors import ArticleEncodingError, ArticleNotFoundError, EmptyArticleEr
 from qa.sentences import split_paragraphs, split_sentences
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
+# Read by qa.ingest (imported lazily: trafilatura and pypdf are heavy).
+HTML_SUFFIXES = (".html", ".htm", ".xhtml")
+PDF_SUFFIXES = (".pdf",)
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+ARTICLE_SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES + JSONL_SUFFIXES
 MAX_TITLE_CHARS = 200
 MAX_HEADING_WORDS = 14
 
@@ -163,20 +168,28 @@ def decode_text(data: bytes, source: str) -> str:
 
 
 def read_article(path: str | Path) -> Article:
-    """Read one .txt/.md article file.
+    """Read one article: a .txt/.md file here; .html/.pdf/.jsonl files and http(s) URLs via qa.ingest.
 
     Raises:
         ArticleNotFoundError: no such file.
-        UnsupportedFileError: not a text/Markdown file.
+        UnsupportedFileError: not a supported file type.
         ArticleEncodingError: binary or not UTF-8.
         EmptyArticleError: nothing to index.
     """
+    if isinstance(path, str) and path.strip().lower().startswith(("http://", "https://")):
+        from qa.ingest import read_one
+
+        return read_one(path)
     path = Path(path)
     if not path.is_file():
         raise ArticleNotFoundError(f"{path}: no such file. Check the path.")
+    if path.suffix.lower() in ARTICLE_SUFFIXES and path.suffix.lower() not in TEXT_SUFFIXES:
+        from qa.ingest import read_one
+
+        return read_one(path)
     if path.suffix.lower() not in TEXT_SUFFIXES:
         raise UnsupportedFileError(
-            f"{path}: unsupported file type '{path.suffix}'. Supported: {', '.join(TEXT_SUFFIXES)}."
+            f"{path}: unsupported file type '{path.suffix}'. Supported: {', '.join(ARTICLE_SUFFIXES)}."
         )
     text = decode_text(path.read_bytes(), str(path))
     return parse_article(text, name=path.stem, source=str(path))
@@ -192,5 +205,5 @@ def find_article_files(path: str | Path) -> Iterator[Path]:
         return
     for candidate in sorted(path.rglob("*")):
         hidden = any(part.startswith(".") for part in candidate.relative_to(path).parts)
-        if candidate.is_file() and not hidden and candidate.suffix.lower() in TEXT_SUFFIXES:
+        if candidate.is_file() and not hidden and candidate.suffix.lower() in ARTICLE_SUFFIXES:
             yield candidate
