@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class FusionWeights:
+    """Weights of the ranking features (qa/ranking.py), tuned on half of SQuAD dev (bench/recipes.py)."""
+
+    sentence: float = 1.0
+    title: float = 5.0
+    context: float = 3.0
+    mean: float = 0.1
+    paragraph: float = 1.5
+    neighbour: float = 0.3
+    bm25: float = 0.5
+    bm25_context: float = 0.5
+    cue_number: float = 1.0
+    cue_date: float = 1.0
+    cue_person: float = 0.5
+    phrase: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -16,24 +34,21 @@ class Settings:
 
     Attributes:
         max_citations: most sentences quoted in one answer.
-        abstain_threshold: below this confidence the articles are taken not to answer.
+        abstain_threshold: below this confidence of the top sentence (qa.ranking.Hit) the
+            articles are taken not to answer; on the scale of `weights`.
         support_ratio: a further sentence is quoted only if its score is at least this share of the top one.
         candidates: how many sentences each retriever (dense, BM25) proposes before fusion.
-        weight_sentence: weight of the question-sentence cosine.
-        weight_context: weight of the cosine to the sentence's neighbourhood.
-        weight_lexical: weight of BM25, max-normalised over the candidates.
+        weights: the fusion weights.
         near_duplicate: cosine above which two sentences count as the same statement.
         related_count: passages shown as "related" when abstaining.
         max_question_chars: longer questions are refused.
     """
 
     max_citations: int = 3
-    abstain_threshold: float = 0.45
-    support_ratio: float = 0.85
+    abstain_threshold: float = 4.5
+    support_ratio: float = 0.9
     candidates: int = 100
-    weight_sentence: float = 1.0
-    weight_context: float = 0.5
-    weight_lexical: float = 0.5
+    weights: FusionWeights = field(default_factory=FusionWeights)
     near_duplicate: float = 0.92
     related_count: int = 3
     max_question_chars: int = 2000

@@ -7,13 +7,15 @@ FAISS and BM25 indexes is the same sentence. Sentence text is never stored twice
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
+from qa.acronyms import acronym_expander
 from qa.articles import Article
 
 ARTICLES_FILE = "articles.jsonl"
@@ -54,6 +56,54 @@ class Corpus:
     def texts(self) -> list[str]:
         """All sentence texts in id order."""
         return [self.sentence(i) for i in range(len(self))]
+
+    @functools.cached_property
+    def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of each sentence's previous and next sentence in its paragraph (-1 where none)."""
+        key = self._paragraph_keys()
+        ids = np.arange(len(self))
+        previous = np.full(len(self), -1, dtype=np.int64)
+        following = np.full(len(self), -1, dtype=np.int64)
+        same = key[1:] == key[:-1]
+        previous[1:][same] = ids[:-1][same]
+        following[:-1][same] = ids[1:][same]
+        return previous, following
+
+    @functools.cached_property
+    def paragraph_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """For each sentence, the id range [start, end) of its paragraph (paragraphs are contiguous)."""
+        key = self._paragraph_keys()
+        first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(self) else np.zeros(0, dtype=np.int64)
+        last = np.r_[first[1:], len(self)]
+        group = np.cumsum(np.r_[True, key[1:] != key[:-1]]) - 1 if len(self) else np.zeros(0, dtype=np.int64)
+        return first[group], last[group]
+
+    def _paragraph_keys(self) -> np.ndarray:
+        return self.table[:, ARTICLE] * (1 << 32) + self.table[:, PARAGRAPH]
+
+    def embedding_texts(self, start: int = 0) -> tuple[list[str], list[str], list[str]]:
+        """What the encoder reads for sentences `start:`: the sentence, "title: sentence", and the
+        sentence between its paragraph neighbours (the measured recipe: docs/quality.md).
+
+        All three spell out acronyms the article defines ("LLMs" -> "LLMs (large language
+        models)"), so a question in words finds a sentence in acronyms. BM25 reads the first
+        and the last of these texts too.
+        """
+        previous, following = self.neighbours
+        sentences, titled, in_context = [], [], []
+        expanders: dict[int, Callable[[str], str]] = {}
+        for i in range(start, len(self)):
+            row = int(self.table[i, ARTICLE])
+            if row not in expanders:
+                expanders[row] = acronym_expander(self.articles[row].text)
+            expand = expanders[row]
+            text = self.sentence(i)
+            sentences.append(expand(text))
+            titled.append(expand(f"{self.articles[row].title}: {text}"))
+            around = [self.sentence(int(j)) for j in (previous[i],) if j >= 0] + [text]
+            around += [self.sentence(int(j)) for j in (following[i],) if j >= 0]
+            in_context.append(expand(" ".join(around)))
+        return sentences, titled, in_context
 
     def index_of(self, article_id: str) -> int | None:
         """Row of an article by id, or None."""

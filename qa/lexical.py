@@ -1,4 +1,9 @@
-"""Lexical retrieval: BM25 (bm25s) over stemmed word tokens and CJK character bigrams."""
+"""Lexical retrieval: BM25 (bm25s) over stemmed word tokens and CJK character bigrams.
+
+Measured on SQuAD dev (bench/recipes.py): Snowball stemming +0.03 MRR; removing stop words
+hurts (-0.01), so they are kept; k1=0.5, b=0.35 beat the usual 1.5/0.75 by +0.03 on short
+sentences.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +20,8 @@ _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"[{_CJK}]+|\d+(?:[.,]\d+)*|[^\W\d_]+(?:['’][^\W\d_]+)?|\d+")
 _CJK_RUN = re.compile(rf"^[{_CJK}]+$")
 
-DEFAULT_K1 = 1.2
-DEFAULT_B = 0.75
-
-
-@functools.lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
-
-    return frozenset(STOPWORDS_EN)
+DEFAULT_K1 = 0.5
+DEFAULT_B = 0.35
 
 
 @functools.lru_cache(maxsize=1)
@@ -34,8 +32,7 @@ def _stemmer() -> Any:
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-cased, stop-word-free, Snowball-stemmed tokens; CJK runs become character bigrams."""
-    stopwords = _stopwords()
+    """Lower-cased, Snowball-stemmed word tokens and whole numbers; CJK runs become character n-grams."""
     words: list[str] = []
     numbers: list[str] = []
     cjk: list[str] = []
@@ -47,9 +44,44 @@ def tokenize(text: str) -> list[str]:
             cjk.extend(token[i : i + 2] for i in range(len(token) - 1))
         elif token[0].isdigit():
             numbers.append(token.replace(",", ""))
-        elif token not in stopwords:
+        else:
             words.append(token.replace("’", "'"))
     return (_stemmer().stemWords(words) if words else []) + numbers + cjk
+
+
+@functools.lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
+def phrase_pairs(text: str) -> set[tuple[str, str]]:
+    """Adjacent pairs of stemmed words ("train their", "their model"), except stop-word-only pairs."""
+    words = [m.group().replace(",", "") for m in _TOKEN.finditer(text.lower()) if not _CJK_RUN.match(m.group())]
+    stopwords = _stopwords()
+    stems = _stemmer().stemWords(words) if words else []
+    return {
+        (stems[i], stems[i + 1])
+        for i in range(len(stems) - 1)
+        if not (words[i] in stopwords and words[i + 1] in stopwords)
+    }
+
+
+def phrase_matches(question: str, texts: Sequence[str]) -> np.ndarray:
+    """How many of the question's word pairs each text contains: a cheap term-proximity signal."""
+    asked = phrase_pairs(question)
+    if not asked:
+        return np.zeros(len(texts), dtype=np.float32)
+    return np.array([len(asked & phrase_pairs(t)) for t in texts], dtype=np.float32)
+
+
+def coverage(question: str, texts: Sequence[str]) -> np.ndarray:
+    """Share of the question's distinct terms that each text contains (0 when it has none)."""
+    asked = set(tokenize(question))
+    if not asked:
+        return np.zeros(len(texts), dtype=np.float32)
+    return np.array([len(asked & set(tokenize(t))) / len(asked) for t in texts], dtype=np.float32)
 
 
 class LexicalIndex:
