@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from qa.config import Settings
 from qa.corpus import END, POSITION, START, Corpus
+from qa.ingest.pdf import page_of
 from qa.ranking import Hit
 
 ABSTAIN_MESSAGE = "The indexed articles do not answer this question."
@@ -26,6 +29,7 @@ class Citation:
     sentence_index: int = 0
     date: str | None = None
     source: str = ""
+    page: int | None = None  # 1-based PDF page of the sentence's start; None for other formats
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class Answer:
         text: the answer, quoted sentences each followed by its [n] marker, or the abstain message.
         citations: the quoted sentences, best first; empty when abstaining.
         abstained: True when the articles do not answer the question.
-        confidence: the top sentence's score, compared with the abstain threshold.
+        confidence: the top sentence's confidence (see qa.ranking.Hit), compared with the abstain threshold.
         related: when abstaining, the closest passages (not an answer).
         query: the text actually searched (differs from the question for resolved follow-ups).
     """
@@ -65,11 +69,13 @@ def cite(corpus: Corpus, hit: Hit) -> Citation:
         sentence_index=int(row[POSITION]),
         date=article.date,
         source=article.source,
+        page=page_of(article, int(row[START])),
     )
 
 
 def _normalised(text: str) -> str:
-    return " ".join(text.lower().split())
+    # Case, punctuation and quote style differ between re-publications of one wire story.
+    return " ".join(re.sub(r"[\W_]+", " ", unicodedata.normalize("NFKC", text).casefold()).split())
 
 
 def select(
@@ -102,7 +108,7 @@ def compose(
     max_citations: int | None = None,
 ) -> Answer:
     """Turn ranked hits into an Answer; abstain when the best is below the threshold."""
-    confidence = hits[0].score if hits else 0.0
+    confidence = hits[0].confidence if hits else 0.0
     if confidence < settings.abstain_threshold:
         nearest = select(hits, corpus, embeddings, limit=settings.related_count, ratio=0.0,
                          near_duplicate=settings.near_duplicate)

@@ -1,58 +1,281 @@
-"""Dense retrieval: a FAISS inner-product index over unit vectors (so scores are cosines)."""
+"""Dense retrieval: FAISS inner-product search over unit vectors, so scores are cosines.
+
+The index type follows the corpus size (see docs/speed.md for the measurements behind it):
+
+- below `FLAT_LIMIT` vectors, `flat`: exact search (IndexFlatIP), a few ms even at the limit;
+- from there on, `ivf-sq8`: an inverted file of `nlist` k-means cells with 8-bit scalar-quantised
+  vectors (a quarter of the float32 memory); a query scans the `nprobe` nearest cells, and the
+  best `refine` x k results are re-scored exactly from the stored float32 vectors when those are
+  at hand. HNSW was not chosen: building it over 1M vectors takes tens of minutes on 2 cores.
+
+The type and its parameters are saved beside the FAISS file (`<file>.json`), and adds reuse the
+trained cells until the index has grown past `RETRAIN_GROWTH` times the size it was trained at.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+FLAT_LIMIT = 50_000
+READ_ROWS_FROM = 50_000  # stored vectors from this many rows on are read row by row, not mapped
+RETRAIN_GROWTH = 2.0
+TRAIN_PER_CELL = 64  # k-means sample per cell: enough for stable cells, cheap on 2 cores
+# Cells scanned per query: 1/16 of them, at least 32. Measured on generated corpora (docs/speed.md):
+# recall@10 0.976 at 100k (32 of 256 cells) and 0.986 at 1M (64 of 1024), with re-scoring.
+DEFAULT_NPROBE_SHARE = 1 / 16
+MIN_NPROBE = 32
+DEFAULT_REFINE = 2
+KINDS = ("flat", "ivf-sq8")
+
+
+
+class StoredVectors:
+    """A read-only (n, d) float32 `.npy` matrix whose rows are read from the file when indexed.
+
+    A memory map would serve the same rows, but every page a query touches, and the neighbours
+    the kernel maps around each fault, then count in the process's resident set: at 1M sentences
+    a few hundred questions map most of a 1.5 GB file. Reading just the rows asked for (one
+    `preadv` per run of consecutive rows) keeps the resident set flat; the page cache still
+    makes repeated reads cheap. Supports `len`, `shape`, `v[i]`, `v[a:b]`, `v[ids]`, `v[mask]`
+    and `np.asarray(v)`, which is all the engine uses.
+    """
+
+    def __init__(self, file: Path, shape: tuple[int, int], offset: int) -> None:
+        self.file = Path(file)
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 2
+        self._offset = offset
+        self._fd = os.open(self.file, os.O_RDONLY)  # held open: this snapshot outlives a later sweep
+
+    @classmethod
+    def open(cls, file: Path) -> "StoredVectors":
+        """Open a `.npy` file written by `np.save` of a 2-D float32 array."""
+        header = np.load(file, mmap_mode="r", allow_pickle=False)  # reads the header only
+        if header.dtype != np.float32 or header.ndim != 2 or not header.flags.c_contiguous:
+            raise ValueError(f"{file}: expected a C-ordered 2-D float32 array, found {header.dtype} {header.shape}")
+        return cls(file, header.shape, int(header.offset))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._fd = None
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return self._rows(np.array([int(key)]))[0]
+        if isinstance(key, slice):
+            return self._rows(np.arange(*key.indices(len(self))))
+        ids = np.asarray(key)
+        if ids.dtype == bool:
+            ids = np.flatnonzero(ids)
+        return self._rows(ids.astype(np.int64, copy=False))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self._rows(np.arange(len(self)))
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+    def _rows(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.where(ids < 0, ids + len(self), ids)
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(self)):
+            raise IndexError(f"row out of range for {len(self)} stored vectors")
+        unique, inverse = np.unique(ids, return_inverse=True)
+        out = np.empty((len(unique), self.shape[1]), dtype=np.float32)
+        if len(unique):
+            row_bytes = self.shape[1] * 4
+            view = memoryview(out).cast("B")
+            breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+            for first, stop in zip([0, *breaks.tolist()], [*breaks.tolist(), len(unique)]):
+                want = (stop - first) * row_bytes
+                got = os.preadv(self._fd, [view[first * row_bytes : stop * row_bytes]],
+                                self._offset + int(unique[first]) * row_bytes)
+                if got != want:
+                    raise OSError(f"{self.file}: short read ({got} of {want} bytes); the index is damaged")
+        return out[inverse.ravel()]
+
+
+Vectors = np.ndarray | StoredVectors
+
+
+def load_vectors(file: Path) -> Vectors:
+    """The stored embeddings: memory-mapped when small, read row by row from `READ_ROWS_FROM` rows on."""
+    mapped = np.load(file, mmap_mode="r", allow_pickle=False)
+    return mapped if len(mapped) < READ_ROWS_FROM else StoredVectors.open(file)
+
+
+def _ivf_params(size: int) -> dict[str, Any]:
+    nlist = max(4, 2 ** round(math.log2(math.sqrt(max(size, 1)))))  # ~sqrt(n) cells, a power of two
+    nprobe = min(nlist, max(MIN_NPROBE, int(nlist * DEFAULT_NPROBE_SHARE)))
+    return {"nlist": nlist, "nprobe": nprobe, "refine": DEFAULT_REFINE}
+
+
+def choose_kind(size: int) -> tuple[str, dict[str, Any]]:
+    """The index type and parameters used for `size` vectors."""
+    return ("flat", {}) if size < FLAT_LIMIT else ("ivf-sq8", _ivf_params(size))
+
 
 class DenseIndex:
-    """Nearest sentences to a query vector. Exact search; the FAISS index is rebuilt from stored vectors."""
+    """Nearest sentences to a query vector; row i of the indexed vectors is sentence id i.
 
-    def __init__(self, faiss_index: Any, dimension: int) -> None:
+    Args:
+        faiss_index: the FAISS index.
+        dimension: vector length.
+        kind: one of `KINDS`.
+        params: the kind's parameters (nlist, nprobe, refine, trained_size for ivf-sq8).
+        vectors: the float32 vectors themselves, for exact re-scoring of approximate results.
+    """
+
+    def __init__(
+        self, faiss_index: Any, dimension: int, kind: str = "flat", params: dict[str, Any] | None = None,
+        vectors: Vectors | None = None,
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown dense index kind '{kind}'; known: {', '.join(KINDS)}")
         self._index = faiss_index
         self.dimension = dimension
+        self.kind = kind
+        self.params = dict(params or {})
+        self._vectors = vectors
 
     @property
     def size(self) -> int:
         """Number of vectors in the index."""
         return int(self._index.ntotal)
 
+    def describe(self) -> dict[str, Any]:
+        """Kind, parameters and size, as saved beside the index."""
+        return {"kind": self.kind, "params": self.params, "size": self.size, "dimension": self.dimension}
+
+    # --- building ---------------------------------------------------------
+
     @classmethod
-    def build(cls, vectors: np.ndarray) -> "DenseIndex":
-        """Index an (n, d) float32 array of unit vectors; row i is sentence id i."""
+    def build(cls, vectors: Vectors, kind: str | None = None, **params: Any) -> "DenseIndex":
+        """Index an (n, d) array of unit vectors; the kind and parameters default to `choose_kind(n)`."""
         import faiss
 
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        index = faiss.IndexFlatIP(vectors.shape[1])
-        if len(vectors):
-            index.add(vectors)
-        return cls(index, vectors.shape[1])
+        kind = kind or choose_kind(len(vectors))[0]
+        params = {**(_ivf_params(len(vectors)) if kind == "ivf-sq8" else {}), **params}
+        dimension = int(vectors.shape[1])
+        if kind == "flat":
+            index = faiss.IndexFlatIP(dimension)
+        else:
+            quantizer = faiss.IndexFlatIP(dimension)
+            index = faiss.IndexIVFScalarQuantizer(
+                quantizer, dimension, int(params["nlist"]), faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+            )
+            index.cp.seed = 1234  # fixed k-means seed: the same vectors give the same cells
+            index.train(_training_sample(vectors, int(params["nlist"]) * TRAIN_PER_CELL))
+            index.nprobe = int(params["nprobe"])
+            params["trained_size"] = len(vectors)
+        dense = cls(index, dimension, kind, params, vectors)
+        dense._add(vectors, 0)
+        return dense
+
+    def _add(self, vectors: Vectors, start: int) -> None:
+        for first in range(start, len(vectors), 100_000):  # in blocks: a StoredVectors is read as it goes
+            block = np.ascontiguousarray(vectors[first : min(first + 100_000, len(vectors))], dtype=np.float32)
+            self._index.add(block)
+
+    def extend(self, vectors: Vectors) -> "DenseIndex":
+        """A new index over `vectors`, whose first `size` rows are the ones already indexed.
+
+        Reuses the trained cells (a copy: readers of this index are undisturbed) unless the size
+        now calls for another kind or the index outgrew its training; then builds afresh.
+        """
+        import faiss
+
+        if len(vectors) < self.size:
+            raise ValueError("extend() only appends; build a new index after removals")
+        kind, _ = choose_kind(len(vectors))
+        outgrown = self.kind == "ivf-sq8" and len(vectors) > RETRAIN_GROWTH * self.params.get("trained_size", 0)
+        if kind != self.kind or outgrown or self.size == 0:
+            return DenseIndex.build(vectors)
+        dense = DenseIndex(faiss.clone_index(self._index), self.dimension, self.kind, self.params, vectors)
+        dense._add(vectors, self.size)
+        return dense
+
+    def with_vectors(self, vectors: Vectors) -> "DenseIndex":
+        """The same index, re-scoring from `vectors` (e.g. the stored copy instead of one in memory)."""
+        return DenseIndex(self._index, self.dimension, self.kind, self.params, vectors)
+
+    # --- searching --------------------------------------------------------
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) for one query vector, best first; ties broken by lower id."""
         k = min(k, self.size)
         if k <= 0:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-        scores, ids = self._index.search(np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32), k)
+        query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+        refine = self.kind != "flat" and self._vectors is not None
+        wanted = min(self.size, k * int(self.params.get("refine", 1))) if refine else k
+        scores, ids = _one_thread_search(self._index, query, wanted)
         scores, ids = scores[0], ids[0]
         keep = ids >= 0
-        scores, ids = scores[keep], ids[keep]
-        order = np.lexsort((ids, -scores))
+        scores, ids = scores[keep], ids[keep].astype(np.int64)
+        if refine and len(ids):
+            by_row = np.argsort(ids, kind="stable")  # ascending rows: a sequential read
+            ids = ids[by_row]
+            scores = np.asarray(self._vectors[ids], dtype=np.float32) @ query[0]
+        order = np.lexsort((ids, -scores))[:k]
         return scores[order], ids[order]
 
+    # --- files ------------------------------------------------------------
+
     def save(self, file: Path) -> None:
-        """Write the FAISS index to `file`."""
+        """Write the FAISS index to `file` and its kind and parameters to `<file>.json`."""
         import faiss
 
         faiss.write_index(self._index, str(file))
+        _sidecar(file).write_text(json.dumps(self.describe(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, file: Path) -> "DenseIndex":
-        """Read a FAISS index written by `save`."""
+    def load(cls, file: Path, vectors: Vectors | None = None) -> "DenseIndex":
+        """Read what `save` wrote; `vectors` (the stored float32 rows) enable exact re-scoring."""
         import faiss
 
         index = faiss.read_index(str(file))
-        return cls(index, int(index.d))
+        meta: dict[str, Any] = {"kind": "flat", "params": {}}
+        if _sidecar(file).is_file():  # indexes written before the sidecar existed are flat
+            meta = json.loads(_sidecar(file).read_text(encoding="utf-8"))
+        if meta["kind"] != "flat":
+            index.nprobe = int(meta["params"]["nprobe"])
+        return cls(index, int(index.d), meta["kind"], meta["params"], vectors)
+
+
+def _one_thread_search(index: Any, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Search on the calling thread alone.
+
+    For one query an OpenMP team costs more than it saves, and on a busy machine its
+    spin-waiting threads made a 10k flat search ~40 ms instead of ~1 ms (docs/speed.md).
+    The setting is per calling thread, so it is restored for builds on the same thread.
+    """
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        return index.search(query, k)
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def _sidecar(file: Path) -> Path:
+    return file.with_name(file.name + ".json")
+
+
+def _training_sample(vectors: Vectors, count: int) -> np.ndarray:
+    """A fixed, evenly spread sample of rows (deterministic, and cheap to read from disk)."""
+    if len(vectors) <= count:
+        return np.ascontiguousarray(vectors[: len(vectors)], dtype=np.float32)
+    rows = np.linspace(0, len(vectors) - 1, count).astype(np.int64)
+    return np.ascontiguousarray(vectors[rows], dtype=np.float32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -59,14 +60,28 @@ def model_fingerprint(spec: str) -> str:
     return digest.hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=4)
+_models: dict[str, Any] = {}
+_models_lock = threading.Lock()
+
+
 def _load_model(spec: str) -> Any:
-    """Load a SentenceTransformer once per process (the cache is the point)."""
+    """The SentenceTransformer for `spec`, loaded once per process even when threads race for it."""
+    with _models_lock:
+        if spec not in _models:
+            _models[spec] = _read_model(spec)
+        return _models[spec]
+
+
+def _read_model(spec: str) -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
 
+    # A "Loading weights" bar on every question would be noise; build/add show their own bar.
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
     try:
         return SentenceTransformer(resolve_model(spec), device="cpu")
     except Exception as exc:  # the library raises many types; one clear message is what users need

@@ -14,25 +14,26 @@ import numpy as np
 
 from qa import questions, storage
 from qa.answering import Answer, compose
-from qa.articles import TEXT_SUFFIXES, Article, find_article_files, read_article
+from qa.articles import ARTICLE_SUFFIXES, Article
 from qa.config import Settings, default_index_path, default_source_path
 from qa.corpus import Corpus
-from qa.dense import DenseIndex
+from qa.dense import DenseIndex, load_vectors
 from qa.encoder import DEFAULT_MODEL, Encoder
 from qa.errors import (
-    ArticleError,
     ArticleNotFoundError,
     IndexCorruptError,
     ModelMismatchError,
     NoArticlesError,
-    QAError,
 )
 from qa.lexical import LexicalIndex
 from qa.ranking import Hit, rank
 
-EMBEDDINGS_FILE = "embeddings.npy"
+# One vector file per text the encoder reads for a sentence (Corpus.embedding_texts), same order.
+VECTOR_FILES = ("embeddings.npy", "title-embeddings.npy", "context-embeddings.npy")
+EMBEDDINGS_FILE = VECTOR_FILES[0]
 DENSE_FILE = "dense.faiss"
 LEXICAL_FOLDER = "bm25"
+CONTEXT_LEXICAL_FOLDER = "bm25-context"
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class AddReport:
     added: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    near_duplicates: list[str] = field(default_factory=list)  # added, but the same story as an indexed one
 
     @property
     def ok(self) -> bool:
@@ -65,10 +67,18 @@ class _State:
     """An immutable snapshot: readers take one and never see a half-applied write."""
 
     corpus: Corpus
-    embeddings: np.ndarray
+    embeddings: np.ndarray  # row i: sentence i alone; the dense index searches these
+    title_embeddings: np.ndarray  # row i: "title: sentence i"
+    context_embeddings: np.ndarray  # row i: sentence i between its paragraph neighbours
     dense: DenseIndex
     lexical: LexicalIndex
+    context_lexical: LexicalIndex
     manifest: dict[str, Any]
+
+    @property
+    def vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The three vector matrices, in VECTOR_FILES order."""
+        return self.embeddings, self.title_embeddings, self.context_embeddings
 
 
 def _now() -> str:
@@ -86,8 +96,13 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _index_state(corpus: Corpus, embeddings: np.ndarray, manifest: dict[str, Any]) -> _State:
-    return _State(corpus, embeddings, DenseIndex.build(embeddings), LexicalIndex.build(corpus.texts()), manifest)
+def _index_state(
+    corpus: Corpus, vectors: Sequence[np.ndarray], manifest: dict[str, Any], dense: DenseIndex | None = None
+) -> _State:
+    dense = dense if dense is not None else DenseIndex.build(vectors[0])
+    sentence_texts, _, context_texts = corpus.embedding_texts()
+    lexical, context_lexical = LexicalIndex.build(sentence_texts), LexicalIndex.build(context_texts)
+    return _State(corpus, *vectors, dense, lexical, context_lexical, manifest)
 
 
 class Index:
@@ -126,7 +141,7 @@ class Index:
         path = Path(path) if path else default_index_path()
         encoder = Encoder(model)
         empty = np.zeros((0, encoder.dimension), dtype=np.float32)
-        index = cls(path, encoder, settings or Settings(), _index_state(Corpus.empty(), empty, {"created": _now()}))
+        index = cls(path, encoder, settings or Settings(), _index_state(Corpus.empty(), [empty] * 3, {"created": _now()}))
         index.build_report = index._add_paths([source], progress=progress, rebuild=True)
         return index
 
@@ -159,21 +174,23 @@ class Index:
         folder = storage.data_folder(path, manifest)
         try:
             corpus = Corpus.load(folder)
-            embeddings = np.load(folder / EMBEDDINGS_FILE, mmap_mode="r", allow_pickle=False)
+            vectors = [load_vectors(folder / name) for name in VECTOR_FILES]  # mapped, or read by row when large
+            embeddings = vectors[0]
             count = manifest["counts"]["sentences"]
-            dense = DenseIndex.load(folder / DENSE_FILE)
+            dense = DenseIndex.load(folder / DENSE_FILE, vectors=embeddings)
             lexical = LexicalIndex.load(folder / LEXICAL_FOLDER, count)
+            context_lexical = LexicalIndex.load(folder / CONTEXT_LEXICAL_FOLDER, count)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise IndexCorruptError(
                 f"The index at '{path}' is corrupt ({type(exc).__name__}: {exc}). "
                 f"Rebuild it with `qa build --index {path}`."
             ) from None
-        if not len(corpus) == len(embeddings) == dense.size == count:
+        if not len(corpus) == dense.size == count or any(len(v) != count for v in vectors):
             raise IndexCorruptError(
                 f"The index at '{path}' is inconsistent ({len(corpus)} sentences, {len(embeddings)} vectors, "
                 f"{count} in the manifest). Rebuild it with `qa build --index {path}`."
             )
-        return _State(corpus, embeddings, dense, lexical, manifest)
+        return _State(corpus, *vectors, dense, lexical, context_lexical, manifest)
 
     def _stamp(self) -> int:
         try:
@@ -199,7 +216,8 @@ class Index:
         return self._state.manifest
 
     def articles(self) -> list[ArticleInfo]:
-        """The indexed articles, in the order they were added."""
+        """The indexed articles, in the order they were added (including writes by other processes)."""
+        self._refresh()
         corpus = self._state.corpus
         return [
             ArticleInfo(a.id, a.title, a.date, a.source, len(corpus.sentence_ids(row)))
@@ -224,8 +242,7 @@ class Index:
         questions.check_script(question, state.manifest.get("scripts", []))
         resolved = questions.resolve(question, history)
         vector = self.encoder.encode([resolved])[0]
-        hits = rank(resolved, vector, corpus=state.corpus, embeddings=state.embeddings, dense=state.dense,
-                    lexical=state.lexical, settings=self.settings)
+        hits = rank(resolved, vector, state, self.settings)
         return resolved, hits
 
     def answer(
@@ -249,7 +266,7 @@ class Index:
     # --- writing ---------------------------------------------------------
 
     def add(self, paths: str | Path | Iterable[str | Path], progress: bool = False) -> AddReport:
-        """Add article files or folders; only the new articles are embedded.
+        """Add article files (.txt .md .html .pdf .jsonl), folders or http(s) URLs; only new articles are embedded.
 
         Bad files are reported in the returned AddReport (by name, with the reason) and the
         good ones still go in. Re-adding an indexed article is a no-op reported as a duplicate.
@@ -267,24 +284,21 @@ class Index:
         return report
 
     def _add_paths(self, paths: list[str | Path], *, progress: bool, rebuild: bool) -> AddReport:
+        from qa.ingest import Failure, load_articles
+
         report = AddReport()
         parsed: list[Article] = []
         for root in paths:
-            try:
-                files = list(find_article_files(root))
-            except QAError as exc:
-                report.failed.append((str(root), str(exc)))
-                continue
-            for file in files:
-                try:
-                    parsed.append(read_article(file))
-                except ArticleError as exc:
-                    report.failed.append((str(file), str(exc)))
+            for item in load_articles(root):  # a URL, file, folder or JSONL batch: many items, some bad
+                if isinstance(item, Failure):
+                    report.failed.append((item.name, item.reason))
+                else:
+                    parsed.append(item)
         if rebuild and not parsed:
             raise NoArticlesError(
                 f"No article could be indexed from {', '.join(map(str, paths))}: "
                 + ("; ".join(f"{name}: {why}" for name, why in report.failed) or
-                   f"no {', '.join(TEXT_SUFFIXES)} files found")
+                   f"no {', '.join(ARTICLE_SUFFIXES)} files found")
                 + ". Point --source at a folder of articles. The existing index was left as it was."
             )
         with self._write_lock, storage.write_lock(self.path):
@@ -296,8 +310,11 @@ class Index:
     def _commit_additions(
         self, base: _State, articles: list[Article], report: AddReport, progress: bool, force: bool = False
     ) -> None:
+        from qa.ingest.dedup import NearDuplicates
+
         known = {a.sha256: a.id for a in base.corpus.articles}
         taken = {a.id for a in base.corpus.articles}
+        near = NearDuplicates(base.corpus.articles)
         fresh: list[Article] = []
         for article in articles:
             if article.sha256 in known:
@@ -305,16 +322,29 @@ class Index:
                 continue
             if article.id in taken:  # same name, other text: keep both, apart
                 article = Article(**{**article.__dict__, "id": f"{article.id}-{article.sha256[:6]}"})
+            match = near.find(article)
+            if match:  # kept (it may add facts), flagged; answers never quote the same sentence twice
+                article = Article(**{**article.__dict__, "meta": {**article.meta, "near_duplicate_of": match.article_id}})
+                report.near_duplicates.append(
+                    f"{article.source or article.id}: added as '{article.id}', but nearly the same text as "
+                    f"'{match.article_id}' ({match.jaccard:.0%} shared 5-grams)")
+            near.add(article)
             known[article.sha256] = article.id
             taken.add(article.id)
             fresh.append(article)
         if not fresh and not force:
             return
         corpus = base.corpus.with_articles(fresh)
-        new_texts = [corpus.sentence(i) for i in range(len(base.corpus), len(corpus))]
-        vectors = self.encoder.encode(new_texts, progress=progress)
-        embeddings = np.concatenate([np.asarray(base.embeddings).reshape(-1, vectors.shape[1]), vectors])
-        self._commit(corpus, embeddings, base.manifest)
+        from qa.cache import cached_encode  # nothing is embedded twice: see qa/cache.py
+
+        texts = corpus.embedding_texts(start=len(base.corpus))
+        fresh_vectors = cached_encode(self.encoder, [t for group in texts for t in group], progress=progress)
+        new = len(corpus) - len(base.corpus)
+        vectors = [
+            np.concatenate([np.asarray(old).reshape(-1, fresh_vectors.shape[1]), fresh_vectors[k * new : (k + 1) * new]])
+            for k, old in enumerate(base.vectors)
+        ]
+        self._commit(corpus, vectors, base.manifest, dense=base.dense.extend(vectors[0]))
         report.added.extend(a.id for a in fresh)
 
     def remove(self, article_id: str) -> ArticleInfo:
@@ -327,12 +357,15 @@ class Index:
                 raise ArticleNotFoundError(f"No article with id '{article_id}'. `qa list` shows the ids.")
             info = self.articles()[row]
             corpus, keep = base.corpus.without_article(row)
-            self._commit(corpus, np.asarray(base.embeddings)[keep], base.manifest)
+            self._commit(corpus, [np.asarray(v)[keep] for v in base.vectors], base.manifest)
         return info
 
-    def _commit(self, corpus: Corpus, embeddings: np.ndarray, previous: dict[str, Any]) -> None:
+    def _commit(
+        self, corpus: Corpus, vectors: Sequence[np.ndarray], previous: dict[str, Any], dense: DenseIndex | None = None
+    ) -> None:
         """Write a new generation and swap it in, on disk and in memory."""
-        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        vectors = [np.ascontiguousarray(v, dtype=np.float32) for v in vectors]
+        embeddings = vectors[0]
         manifest = {
             "format_version": storage.FORMAT_VERSION,
             "model": {"name": self.encoder.model_name, "fingerprint": self.encoder.fingerprint,
@@ -343,14 +376,19 @@ class Index:
             "scripts": sorted({s for a in corpus.articles if (s := questions.script_of(a.text))}),
             "versions": _versions(),
         }
-        state = _index_state(corpus, embeddings, manifest)
+        state = _index_state(corpus, vectors, manifest, dense)
+        manifest["dense"] = state.dense.describe()
         with storage.new_generation(self.path) as (folder, name):
             corpus.save(folder)
-            np.save(folder / EMBEDDINGS_FILE, embeddings)
+            for file, matrix in zip(VECTOR_FILES, vectors):
+                np.save(folder / file, matrix)
             state.dense.save(folder / DENSE_FILE)
-            (folder / LEXICAL_FOLDER).mkdir()
-            state.lexical.save(folder / LEXICAL_FOLDER)
+            for sub, lexical in ((LEXICAL_FOLDER, state.lexical), (CONTEXT_LEXICAL_FOLDER, state.context_lexical)):
+                (folder / sub).mkdir()
+                lexical.save(folder / sub)
             manifest["data"] = name
         storage.commit(self.path, manifest)
-        self._state = state
+        stored = [load_vectors(self.path / name / file) for file in VECTOR_FILES]  # let the in-memory copies go
+        self._state = _State(corpus, *stored, state.dense.with_vectors(stored[0]), state.lexical,
+                             state.context_lexical, manifest)
         self._manifest_stamp = self._stamp()

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from qa.errors import IndexCorruptError, IndexFormatError, IndexMissingError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 LOCK = ".write.lock"
 _DATA_PREFIX = "data-"

@@ -1,0 +1,60 @@
+"""Shared fixtures. Tests use the real model, FAISS and files; nothing of qa is mocked."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+# Before any library import: no test may try to reach a model hub or analytics server.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = ROOT / "seeds"
+SEED_INDEX = ROOT / "index"
+SHARED_EVAL = ROOT.parent / "shared" / "eval"
+SEED_QUESTIONS = SHARED_EVAL / "seed-questions.jsonl"
+SQUAD_DEV = SHARED_EVAL / "squad-dev-v1.1.json.gz"
+
+needs_shared_eval = pytest.mark.skipif(
+    not SEED_QUESTIONS.is_file(),
+    reason=f"evaluation data not found at {SHARED_EVAL}: clone the project next to its shared/ folder",
+)
+
+
+def seed_questions() -> list[dict]:
+    """Rows of ../shared/eval/seed-questions.jsonl (empty when the folder is absent)."""
+    if not SEED_QUESTIONS.is_file():
+        return []
+    return [json.loads(line) for line in SEED_QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def seed_index_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the committed seed index, so no test can change index/."""
+    target = tmp_path_factory.mktemp("seed") / "index"
+    shutil.copytree(SEED_INDEX, target, ignore=shutil.ignore_patterns(".write.lock"))
+    return target
+
+
+@pytest.fixture(scope="session")
+def seed_index(seed_index_copy: Path):
+    """The seed index, loaded once for read-only tests."""
+    from qa import Index
+
+    return Index.load(seed_index_copy)
+
+
+def write_article(folder: Path, name: str, title: str, body: str, date: str | None = "2024-05-01") -> Path:
+    """Write a small .txt article in the seed layout: title, date, body paragraphs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    head = f"{title}\n\n{date}\n\n" if date else f"{title}\n\n"
+    path = folder / f"{name}.txt"
+    path.write_text(head + body.strip() + "\n", encoding="utf-8")
+    return path
