@@ -45,7 +45,7 @@ class Settings:
     """
 
     max_citations: int = 3
-    abstain_threshold: float = 4.5
+    abstain_threshold: float = 4.85
     support_ratio: float = 0.9
     candidates: int = 100
     weights: FusionWeights = field(default_factory=FusionWeights)
