@@ -392,7 +392,7 @@ def test_chinese_article_is_split_and_found_by_a_chinese_question(index: Index, 
     ]:
         _, hits = index.search(question)
         top = hits[0]
-        assert top.lexical == 1.0  # BM25 over character n-grams ranks it first among the candidates
+        assert top.lexical == max(h.lexical for h in hits) > 0  # BM25 over character n-grams ranks it first
         result = index.answer(question)
         assert not result.abstained and result.citations[0].sentence == expected
         assert article.text[result.citations[0].start : result.citations[0].end] == expected
