@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,10 @@ def snapshot(path: Path) -> dict[str, str]:
 
 
 def many_articles(folder: Path, count: int) -> Path:
+    run = uuid.uuid4().hex[:8]  # text never seen before: nothing can come from an embedding cache
     for n in range(count):
         body = "\n\n".join(
-            f"Report {n} paragraph {p} notes that the harbour at site {n} moved {n * 100 + p} containers "
+            f"Report {n}-{run} paragraph {p} notes that the harbour at site {n} moved {n * 100 + p} containers "
             f"in week {p}. Officials in district {n} said traffic grew by {p + 3} percent year on year."
             for p in range(12)
         )
