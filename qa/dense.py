@@ -1,15 +1,17 @@
 """Dense retrieval: FAISS inner-product search over unit vectors, so scores are cosines.
 
-The index type follows the corpus size (see docs/speed.md for the measurements behind it):
+The index type follows the corpus size (measurements in docs/speed.md):
 
-- below `FLAT_LIMIT` vectors, `flat`: exact search (IndexFlatIP), a few ms even at the limit;
-- from there on, `ivf-sq8`: an inverted file of `nlist` k-means cells with 8-bit scalar-quantised
-  vectors (a quarter of the float32 memory); a query scans the `nprobe` nearest cells, and the
-  best `refine` x k results are re-scored exactly from the stored float32 vectors when those are
-  at hand. HNSW was not chosen: building it over 1M vectors takes tens of minutes on 2 cores.
+- below `FLAT_LIMIT` vectors, `flat`: exact search (IndexFlatIP), about 1 ms at 10k;
+- from there on, `ivf-sq4`: an inverted file of `nlist` k-means cells holding 4-bit scalar-
+  quantised vectors (an eighth of the float32 memory: 190 MB at 1M). A query scans the `nprobe`
+  nearest cells, and the best `refine` x k are re-scored exactly from the stored float32 vectors,
+  which restores what the coarse codes lose (recall@10 >= 0.96 from 50k to 1M).
+  HNSW was not chosen: building it over 1M vectors takes tens of minutes on 2 cores.
 
-The type and its parameters are saved beside the FAISS file (`<file>.json`), and adds reuse the
-trained cells until the index has grown past `RETRAIN_GROWTH` times the size it was trained at.
+The type and its parameters are saved beside the FAISS file (`<file>.json`). Adds copy the trained
+index and append (readers of the old one are undisturbed) until the index has grown past
+`RETRAIN_GROWTH` times the size it was trained at.
 """
 
 from __future__ import annotations
@@ -22,95 +24,21 @@ from typing import Any
 
 import numpy as np
 
+from qa.vectors import StoredVectors, Vectors, load_vectors
+
+__all__ = ["DenseIndex", "StoredVectors", "choose_kind", "load_vectors"]
+
 FLAT_LIMIT = 50_000
-READ_ROWS_FROM = 50_000  # stored vectors from this many rows on are read row by row, not mapped
 RETRAIN_GROWTH = 2.0
 TRAIN_PER_CELL = 64  # k-means sample per cell: enough for stable cells, cheap on 2 cores
-# Cells scanned per query: 1/16 of them, at least 32. Measured on generated corpora (docs/speed.md):
-# recall@10 0.976 at 100k (32 of 256 cells) and 0.986 at 1M (64 of 1024), with re-scoring.
+# Cells scanned per query: 1/16 of them, at least 64; re-scoring 4 x k. Measured on generated
+# corpora (docs/speed.md): recall@10 0.988 at 100k (64 of 256 cells), 0.967 at 1M (64 of 1024).
 DEFAULT_NPROBE_SHARE = 1 / 16
-MIN_NPROBE = 32
-DEFAULT_REFINE = 2
-KINDS = ("flat", "ivf-sq8")
-
-
-
-class StoredVectors:
-    """A read-only (n, d) float32 `.npy` matrix whose rows are read from the file when indexed.
-
-    A memory map would serve the same rows, but every page a query touches, and the neighbours
-    the kernel maps around each fault, then count in the process's resident set: at 1M sentences
-    a few hundred questions map most of a 1.5 GB file. Reading just the rows asked for (one
-    `preadv` per run of consecutive rows) keeps the resident set flat; the page cache still
-    makes repeated reads cheap. Supports `len`, `shape`, `v[i]`, `v[a:b]`, `v[ids]`, `v[mask]`
-    and `np.asarray(v)`, which is all the engine uses.
-    """
-
-    def __init__(self, file: Path, shape: tuple[int, int], offset: int) -> None:
-        self.file = Path(file)
-        self.shape = (int(shape[0]), int(shape[1]))
-        self.dtype = np.dtype(np.float32)
-        self.ndim = 2
-        self._offset = offset
-        self._fd = os.open(self.file, os.O_RDONLY)  # held open: this snapshot outlives a later sweep
-
-    @classmethod
-    def open(cls, file: Path) -> "StoredVectors":
-        """Open a `.npy` file written by `np.save` of a 2-D float32 array."""
-        header = np.load(file, mmap_mode="r", allow_pickle=False)  # reads the header only
-        if header.dtype != np.float32 or header.ndim != 2 or not header.flags.c_contiguous:
-            raise ValueError(f"{file}: expected a C-ordered 2-D float32 array, found {header.dtype} {header.shape}")
-        return cls(file, header.shape, int(header.offset))
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __del__(self) -> None:
-        fd = getattr(self, "_fd", None)
-        if fd is not None:
-            os.close(fd)
-            self._fd = None
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        if isinstance(key, (int, np.integer)):
-            return self._rows(np.array([int(key)]))[0]
-        if isinstance(key, slice):
-            return self._rows(np.arange(*key.indices(len(self))))
-        ids = np.asarray(key)
-        if ids.dtype == bool:
-            ids = np.flatnonzero(ids)
-        return self._rows(ids.astype(np.int64, copy=False))
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        whole = self._rows(np.arange(len(self)))
-        return whole if dtype is None else whole.astype(dtype, copy=False)
-
-    def _rows(self, ids: np.ndarray) -> np.ndarray:
-        ids = np.where(ids < 0, ids + len(self), ids)
-        if len(ids) and (ids.min() < 0 or ids.max() >= len(self)):
-            raise IndexError(f"row out of range for {len(self)} stored vectors")
-        unique, inverse = np.unique(ids, return_inverse=True)
-        out = np.empty((len(unique), self.shape[1]), dtype=np.float32)
-        if len(unique):
-            row_bytes = self.shape[1] * 4
-            view = memoryview(out).cast("B")
-            breaks = np.flatnonzero(np.diff(unique) != 1) + 1
-            for first, stop in zip([0, *breaks.tolist()], [*breaks.tolist(), len(unique)]):
-                want = (stop - first) * row_bytes
-                got = os.preadv(self._fd, [view[first * row_bytes : stop * row_bytes]],
-                                self._offset + int(unique[first]) * row_bytes)
-                if got != want:
-                    raise OSError(f"{self.file}: short read ({got} of {want} bytes); the index is damaged")
-        return out[inverse.ravel()]
-
-
-Vectors = np.ndarray | StoredVectors
-
-
-def load_vectors(file: Path) -> Vectors:
-    """The stored embeddings: memory-mapped when small, read row by row from `READ_ROWS_FROM` rows on."""
-    mapped = np.load(file, mmap_mode="r", allow_pickle=False)
-    return mapped if len(mapped) < READ_ROWS_FROM else StoredVectors.open(file)
+MIN_NPROBE = 64
+DEFAULT_REFINE = 4
+_CODES = {"ivf-sq4": "QT_4bit", "ivf-sq8": "QT_8bit"}  # FAISS scalar quantiser of each IVF kind
+LARGE_KIND = "ivf-sq4"
+KINDS = ("flat", *_CODES)
 
 
 def _ivf_params(size: int) -> dict[str, Any]:
@@ -121,7 +49,7 @@ def _ivf_params(size: int) -> dict[str, Any]:
 
 def choose_kind(size: int) -> tuple[str, dict[str, Any]]:
     """The index type and parameters used for `size` vectors."""
-    return ("flat", {}) if size < FLAT_LIMIT else ("ivf-sq8", _ivf_params(size))
+    return ("flat", {}) if size < FLAT_LIMIT else (LARGE_KIND, _ivf_params(size))
 
 
 class DenseIndex:
@@ -131,7 +59,7 @@ class DenseIndex:
         faiss_index: the FAISS index.
         dimension: vector length.
         kind: one of `KINDS`.
-        params: the kind's parameters (nlist, nprobe, refine, trained_size for ivf-sq8).
+        params: the kind's parameters (nlist, nprobe, refine, trained_size for the IVF kinds).
         vectors: the float32 vectors themselves, for exact re-scoring of approximate results.
     """
 
@@ -164,14 +92,17 @@ class DenseIndex:
         import faiss
 
         kind = kind or choose_kind(len(vectors))[0]
-        params = {**(_ivf_params(len(vectors)) if kind == "ivf-sq8" else {}), **params}
+        if kind not in KINDS:
+            raise ValueError(f"unknown dense index kind '{kind}'; known: {', '.join(KINDS)}")
+        params = {**(_ivf_params(len(vectors)) if kind in _CODES else {}), **params}
         dimension = int(vectors.shape[1])
         if kind == "flat":
             index = faiss.IndexFlatIP(dimension)
         else:
             quantizer = faiss.IndexFlatIP(dimension)
+            codes = getattr(faiss.ScalarQuantizer, _CODES[kind])
             index = faiss.IndexIVFScalarQuantizer(
-                quantizer, dimension, int(params["nlist"]), faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+                quantizer, dimension, int(params["nlist"]), codes, faiss.METRIC_INNER_PRODUCT
             )
             index.cp.seed = 1234  # fixed k-means seed: the same vectors give the same cells
             index.train(_training_sample(vectors, int(params["nlist"]) * TRAIN_PER_CELL))
@@ -197,7 +128,7 @@ class DenseIndex:
         if len(vectors) < self.size:
             raise ValueError("extend() only appends; build a new index after removals")
         kind, _ = choose_kind(len(vectors))
-        outgrown = self.kind == "ivf-sq8" and len(vectors) > RETRAIN_GROWTH * self.params.get("trained_size", 0)
+        outgrown = self.kind in _CODES and len(vectors) > RETRAIN_GROWTH * self.params.get("trained_size", 0)
         if kind != self.kind or outgrown or self.size == 0:
             return DenseIndex.build(vectors)
         dense = DenseIndex(faiss.clone_index(self._index), self.dimension, self.kind, self.params, vectors)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa import dense
+from qa import dense, vectors
 from qa.dense import DenseIndex, StoredVectors, choose_kind, load_vectors
 
 
@@ -38,7 +38,7 @@ def test_kind_follows_size() -> None:
     assert choose_kind(0) == ("flat", {})
     assert choose_kind(dense.FLAT_LIMIT - 1)[0] == "flat"
     kind, params = choose_kind(dense.FLAT_LIMIT)
-    assert kind == "ivf-sq8"
+    assert kind == dense.LARGE_KIND
     assert params["nlist"] == 256 and 8 <= params["nprobe"] <= params["nlist"]
     assert choose_kind(1_000_000)[1]["nlist"] == 1024  # ~sqrt(n) cells, a power of two
 
@@ -63,8 +63,8 @@ def test_search_handles_empty_and_small_indexes() -> None:
 
 def test_ivf_recall_against_exact_search() -> None:
     vectors, queries = clustered(6000), clustered(50, seed=7)
-    index = DenseIndex.build(vectors, kind="ivf-sq8", nlist=32, nprobe=16)
-    assert index.kind == "ivf-sq8" and index.params["trained_size"] == 6000
+    index = DenseIndex.build(vectors, kind=dense.LARGE_KIND, nlist=32, nprobe=16)
+    assert index.kind == dense.LARGE_KIND and index.params["trained_size"] == 6000
     recall = np.mean([len(set(index.search(q, 10)[1]) & set(exact_top(vectors, q, 10))) / 10 for q in queries])
     assert recall >= 0.95
     # Scanning every cell with exact re-scoring is exact search again.
@@ -75,7 +75,7 @@ def test_ivf_recall_against_exact_search() -> None:
 
 def test_ivf_rescoring_uses_the_float_vectors() -> None:
     vectors, query = clustered(3000), clustered(1, seed=3)[0]
-    index = DenseIndex.build(vectors, kind="ivf-sq8", nlist=16, nprobe=16)
+    index = DenseIndex.build(vectors, kind=dense.LARGE_KIND, nlist=16, nprobe=16)
     scores, ids = index.search(query, 5)
     np.testing.assert_allclose(scores, vectors[ids] @ query, rtol=1e-6)  # exact cosines, not 8-bit ones
     bare = index.with_vectors(None)  # type: ignore[arg-type]
@@ -85,18 +85,18 @@ def test_ivf_rescoring_uses_the_float_vectors() -> None:
 
 def test_building_twice_gives_the_same_results() -> None:
     vectors, queries = clustered(4000), clustered(20, seed=5)
-    first = DenseIndex.build(vectors, kind="ivf-sq8", nlist=32, nprobe=4)
-    second = DenseIndex.build(vectors, kind="ivf-sq8", nlist=32, nprobe=4)
+    first = DenseIndex.build(vectors, kind=dense.LARGE_KIND, nlist=32, nprobe=4)
+    second = DenseIndex.build(vectors, kind=dense.LARGE_KIND, nlist=32, nprobe=4)
     for q in queries:
         assert list(first.search(q, 10)[1]) == list(second.search(q, 10)[1])
 
 
 def test_save_and_load_keep_kind_and_params(tmp_path: Path) -> None:
     vectors, query = clustered(3000), clustered(1, seed=4)[0]
-    index = DenseIndex.build(vectors, kind="ivf-sq8", nlist=16, nprobe=5)
+    index = DenseIndex.build(vectors, kind=dense.LARGE_KIND, nlist=16, nprobe=5)
     index.save(tmp_path / "dense.faiss")
     meta = json.loads((tmp_path / "dense.faiss.json").read_text())
-    assert meta["kind"] == "ivf-sq8" and meta["params"]["nlist"] == 16 and meta["params"]["nprobe"] == 5
+    assert meta["kind"] == dense.LARGE_KIND and meta["params"]["nlist"] == 16 and meta["params"]["nprobe"] == 5
     loaded = DenseIndex.load(tmp_path / "dense.faiss", vectors=vectors)
     assert (loaded.kind, loaded.params, loaded.size) == (index.kind, index.params, index.size)
     assert list(loaded.search(query, 10)[1]) == list(index.search(query, 10)[1])
@@ -124,9 +124,9 @@ def test_extend_appends_without_touching_the_old_snapshot() -> None:
 def test_extend_reuses_ivf_cells_until_the_index_outgrows_them(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dense, "FLAT_LIMIT", 2000)
     vectors = clustered(9000)
-    index = DenseIndex.build(vectors[:4000], kind="ivf-sq8", nlist=16, nprobe=16)
+    index = DenseIndex.build(vectors[:4000], kind=dense.LARGE_KIND, nlist=16, nprobe=16)
     grown = index.extend(vectors[:7000])
-    assert grown.kind == "ivf-sq8" and grown.params["trained_size"] == 4000  # same cells, more rows
+    assert grown.kind == dense.LARGE_KIND and grown.params["trained_size"] == 4000  # same cells, more rows
     assert grown.params["nlist"] == 16 and list(grown.search(vectors[6500], 1)[1]) == [6500]
     retrained = grown.extend(vectors)  # past twice the training size: new cells for the new shape
     assert retrained.params["trained_size"] == 9000 and retrained.params["nlist"] == 128
@@ -139,7 +139,7 @@ def test_extend_switches_kind_when_the_size_crosses_the_limit(monkeypatch: pytes
     small = DenseIndex.build(vectors[:1500])
     assert small.kind == "flat"
     large = small.extend(vectors)
-    assert large.kind == "ivf-sq8" and large.size == 2500 and large.params["trained_size"] == 2500
+    assert large.kind == dense.LARGE_KIND and large.size == 2500 and large.params["trained_size"] == 2500
     assert list(large.search(vectors[2400], 1)[1]) == [2400]
 
 
@@ -170,7 +170,7 @@ def test_stored_vectors_read_rows_like_an_array(stored: tuple[np.ndarray, Stored
 def test_load_vectors_maps_small_files_and_reads_large_ones_by_row(tmp_path: Path, monkeypatch) -> None:
     np.save(tmp_path / "embeddings.npy", unit(300))
     assert isinstance(load_vectors(tmp_path / "embeddings.npy"), np.ndarray)
-    monkeypatch.setattr(dense, "READ_ROWS_FROM", 100)
+    monkeypatch.setattr(vectors, "READ_ROWS_FROM", 100)
     assert isinstance(load_vectors(tmp_path / "embeddings.npy"), StoredVectors)
 
 
@@ -217,12 +217,12 @@ def test_an_index_past_the_limit_uses_ivf_and_reads_vectors_by_row(
     from qa.index import VECTOR_FILES, Index, _index_state
 
     monkeypatch.setattr(dense, "FLAT_LIMIT", 400)
-    monkeypatch.setattr(dense, "READ_ROWS_FROM", 400)
+    monkeypatch.setattr(vectors, "READ_ROWS_FROM", 400)
     monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path / "cache"))
     empty = [np.zeros((0, 384), dtype=np.float32)] * len(VECTOR_FILES)
     index = Index(tmp_path / "index", RandomEncoder(), Settings(), _index_state(Corpus.empty(), empty, {}))
     index.add_articles([article(n) for n in range(30)])
-    assert len(index) == 600 and index.manifest["dense"]["kind"] == "ivf-sq8"
+    assert len(index) == 600 and index.manifest["dense"]["kind"] == dense.LARGE_KIND
     assert isinstance(index._state.embeddings, StoredVectors)  # the writer let its in-memory copy go
     trained = index.manifest["dense"]["params"]["trained_size"]
 
@@ -231,7 +231,7 @@ def test_an_index_past_the_limit_uses_ivf_and_reads_vectors_by_row(
     assert index._state.dense.size == 620
 
     loaded = Index.load(tmp_path / "index")
-    assert loaded._state.dense.kind == "ivf-sq8" and isinstance(loaded._state.embeddings, StoredVectors)
+    assert loaded._state.dense.kind == dense.LARGE_KIND and isinstance(loaded._state.embeddings, StoredVectors)
     row = 610
     np.testing.assert_array_equal(loaded._state.embeddings[row], RandomEncoder().encode([loaded._state.corpus.sentence(row)])[0])
     result = loaded.answer("How much did item 7 of batch 30 weigh?")

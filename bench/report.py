@@ -1,0 +1,94 @@
+"""The benchmark's Markdown table: each figure beside its floor, ratio and target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Row = tuple[str, str, str, str, str, bool | None]
+
+
+def _ok(value: float | None, limit: float, below: bool) -> bool | None:
+    if value is None:
+        return None
+    return value <= limit if below else value >= limit
+
+
+def _rows(all_stages: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    stages = {name: figures for name, figures in all_stages.items() if "error" not in figures}
+    if b := stages.get("build"):
+        rows.append((f"Build, SQuAD dev ({b['articles']} articles, {b['sentences']:,} sentences, "
+                     f"{b['texts_encoded']:,} texts encoded)",
+                     f"{b['build_sentences_per_s']:.0f} sentences/s ({b['build_s']:.1f} s)",
+                     f"inside the model's encode: {b['encode_texts_per_s']:.0f} texts/s ({b['encode_s']:.1f} s)",
+                     f"{b['ratio']:.2f}", ">= 0.90", _ok(b["ratio"], 0.90, below=False)))
+    if r := stages.get("rebuild"):
+        speedup = r.get("speedup")
+        rows.append(("Rebuild of the unchanged corpus (cache)", f"{r['rebuild_s']:.2f} s",
+                     f"cold build {stages.get('build', {}).get('build_s', '?')} s",
+                     f"{speedup:.1f}x faster" if speedup else "-", ">= 20x", _ok(speedup, 20, below=False)))
+    if a := stages.get("add"):
+        rows.append((f"Add one article ({a['article_sentences']} sentences) to {a['index_sentences']:,}",
+                     f"{a['add_s']:.2f} s", f"inside the model's encode: {a['encode_s']:.2f} s",
+                     f"+{a['overhead_s']:.2f} s", "< 1 s + encode", _ok(a["overhead_s"], 1.0, below=True)))
+    if q := stages.get("answer"):
+        rows.append((f"answer() at 10k sentences, p50 / p95 ({q['answer']['count']} questions)",
+                     f"{q['answer']['p50_ms']:.1f} / {q['answer']['p95_ms']:.1f} ms",
+                     f"encode the question: {q['encode']['p50_ms']:.1f} ms", f"{q['p50_ratio']:.2f}", "<= 1.5",
+                     _ok(q["p50_ratio"], 1.5, below=True)))
+        rows.append(("Serving process at 10k: peak RSS / load time", f"{q['memory']['peak_rss_mib']:.0f} MiB",
+                     f"loaded in {q['load_s']:.1f} s", "-", "-", None))
+    for name in sorted((k for k in stages if k.startswith("scale_")), key=lambda k: int(k.split("_")[1])):
+        s = stages[name]
+        label = f"{s['sentences'] // 1000}k" if s["sentences"] < 1_000_000 else f"{s['sentences'] / 1e6:g}M"
+        params = ", ".join(f"{k}={v}" for k, v in s["dense"]["params"].items() if k != "trained_size")
+        rows.append((f"{label}: index type, build time, size on disk", f"{s['dense']['kind']} ({params})" if params
+                     else s["dense"]["kind"], f"build {s['build_s']:.0f} s, {s['disk_mib']:,.0f} MiB on disk",
+                     "-", "by size", None))
+        rows.append((f"{label}: ANN recall@10 vs exact", f"{s['recall_at_10']:.3f}",
+                     f"without exact re-scoring: {s['recall_at_10_no_rescore']:.3f}", "-", ">= 0.95",
+                     _ok(s["recall_at_10"], 0.95, below=False)))
+        rows.append((f"{label}: answer() p50 / p95", f"{s['answer']['p50_ms']:.1f} / {s['answer']['p95_ms']:.1f} ms",
+                     f"encode the question: {s['encode']['p50_ms']:.1f} ms", f"{s['p50_ratio']:.2f}", "<= 3",
+                     _ok(s["p50_ratio"], 3.0, below=True)))
+        rows.append((f"{label}: serving process peak RSS", f"{s['memory']['peak_rss_mib']:,.0f} MiB",
+                     f"loaded in {s['load_s']:.1f} s", "-", "<= 1536 MiB",
+                     _ok(s["memory"]["peak_rss_mib"], 1536, below=True)))
+        if s.get("add"):
+            rows.append((f"{label}: add one article (16 sentences)", f"{s['add']['add_s']:.1f} s",
+                         "BM25 is rebuilt over every sentence", "-", "-", None))
+    if c := stages.get("coldstart"):
+        rows.append(("Cold start: `python app.py` to first answer", f"{c['first_answer_s']:.1f} s",
+                     f"listening after {c['listening_s']:.1f} s", "-", "<= 10 s", _ok(c["first_answer_s"], 10, True)))
+    return rows
+
+
+def _encoder_rows(e: dict[str, Any]) -> list[str]:
+    lines = ["| encoder | texts/s | speed-up | SQuAD-dev MRR | MRR change | adopt (>= 1.5x, drop <= 0.01) |",
+             "|---|---|---|---|---|---|"]
+    for name, v in e["variants"].items():
+        if "error" in v:
+            lines.append(f"| {name} | - | - | - | - | not measured: {v['error']} |")
+            continue
+        lines.append(f"| {name} | {v['texts_per_s']:.0f} | {v['speedup']:.2f}x | {v['mrr']:.4f} | "
+                     f"{v['mrr_change']:+.4f} | {'yes' if v.get('adopt') else 'no'} |")
+    return lines
+
+
+def table(report: dict[str, Any]) -> str:
+    """The whole report as Markdown: machine line, figures table, encoder table."""
+    m = report["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, {m['os']}, Python {m['python']}; "
+             f"load average at start {m['load_average_at_start']}. Total run {report.get('total_s', '?')} s."]
+    rows = _rows(report["stages"])
+    if rows:
+        lines += ["", "| figure | measured | floor / context | ratio | target | met |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        met = {True: "yes", False: "**no**", None: "-"}[row[5]]
+        lines.append("| " + " | ".join([*row[:5], met]) + " |")
+    if (e := report["stages"].get("encoders")) and "error" not in e:
+        lines += ["", *_encoder_rows(e)]
+    for name, figures in report["stages"].items():
+        if "error" in figures:
+            lines += ["", f"Stage `{name}` failed: {figures['error'].splitlines()[0][:300]}"]
+    return "\n".join(lines)

@@ -1,0 +1,65 @@
+"""Smoke test of the speed benchmark on a tiny corpus: it runs end to end and reports sane figures.
+
+No figure is compared with a time limit here (speed belongs in the benchmark, not in tests);
+the test checks that every stage ran and that what it reports is consistent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SQUAD_DEV
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not SQUAD_DEV.is_file(), reason=f"SQuAD dev not found at {SQUAD_DEV}: clone next to shared/"),
+]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("bench")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--articles", "2", "--questions", "8", "--sizes", "3000",
+         "--stages", "build,rebuild,add,answer,scale", "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| figure | measured |" in done.stdout  # the table is printed
+    assert (out / "speed.md").read_text().startswith("Machine:")
+    return json.loads((out / "speed.json").read_text())
+
+
+def test_every_stage_reports(report: dict) -> None:
+    assert set(report["stages"]) == {"build", "rebuild", "add", "answer", "scale_3000"}
+    assert report["machine"]["cores"] >= 1 and "torch" in report["machine"]["versions"]
+
+
+def test_build_figures_are_consistent(report: dict) -> None:
+    build = report["stages"]["build"]
+    assert build["articles"] == 2 and build["texts_encoded"] >= build["sentences"] > 50
+    assert build["ratio"] == pytest.approx(build["encode_s"] / build["build_s"], abs=0.01)
+    assert report["stages"]["rebuild"]["texts_encoded"] == 0  # the cache: nothing is encoded twice
+
+
+def test_add_and_answer_figures(report: dict) -> None:
+    add = report["stages"]["add"]
+    assert add["article_sentences"] > 0 and add["index_sentences"] == report["stages"]["build"]["sentences"]
+    assert add["texts_encoded"] >= add["article_sentences"]  # only the new article's texts
+    answer = report["stages"]["answer"]
+    assert answer["answer"]["count"] == answer["encode"]["count"] == 8
+    assert answer["memory"]["peak_rss_mib"] >= answer["after_load"]["rss_mib"] > 100  # the model is in there
+
+
+def test_scale_figures(report: dict) -> None:
+    scale = report["stages"]["scale_3000"]
+    assert scale["sentences"] == 3000 and scale["dense"]["kind"] == "flat"
+    assert scale["recall_at_10"] == 1.0  # flat search is exact
+    assert scale["disk_mib"] > 3000 * 384 * 4 / 2**20  # at least the float32 vectors
+    assert scale["answer"]["count"] == 8
