@@ -95,7 +95,7 @@ def _metadata_spans(text: str, paragraphs: list[tuple[int, int]]) -> tuple[str |
     used = 0
     if paragraphs:
         first = text[paragraphs[0][0] : paragraphs[0][1]]
-        if "\n" not in first and len(first) <= MAX_TITLE_CHARS and (_is_heading(first) or first.startswith("#")):
+        if "\n" not in first and len(first) <= MAX_TITLE_CHARS and _is_heading(first):
             title = first.lstrip("#").strip()
             used = 1
     if len(paragraphs) > used:
@@ -120,10 +120,15 @@ def _front_matter(text: str) -> tuple[dict[str, str], int]:
     return fields, match.end()
 
 
+def _blocks(text: str) -> tuple[dict[str, str], list[tuple[int, int]]]:
+    """Front-matter fields, and the paragraph spans after it (offsets into the whole text)."""
+    fields, body_start = _front_matter(text)
+    return fields, [(s + body_start, e + body_start) for s, e in split_paragraphs(text[body_start:])]
+
+
 def segment_body(text: str) -> list[SentenceSpan]:
     """Citable sentences of an article: every sentence of every body paragraph, in order."""
-    _, body_start = _front_matter(text)
-    paragraphs = [(s + body_start, e + body_start) for s, e in split_paragraphs(text[body_start:])]
+    _, paragraphs = _blocks(text)
     _, _, skip = _metadata_spans(text, paragraphs)
     spans: list[SentenceSpan] = []
     for number, (p_start, p_end) in enumerate(paragraphs[skip:], start=skip):
@@ -141,8 +146,7 @@ def parse_article(text: str, *, name: str, source: str = "") -> Article:
     Raises:
         EmptyArticleError: the text has no sentence to index.
     """
-    fields, body_start = _front_matter(text)
-    paragraphs = [(s + body_start, e + body_start) for s, e in split_paragraphs(text[body_start:])]
+    fields, paragraphs = _blocks(text)
     title, date, _ = _metadata_spans(text, paragraphs)
     title = fields.get("title") or title or re.sub(r"[-_]+", " ", name).strip() or "Untitled"
     date = fields.get("date") or date
