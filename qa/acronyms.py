@@ -10,7 +10,11 @@ import re
 from typing import Callable
 
 # Up to eight words, then the acronym in brackets: "application programming interface (API)".
-_DEFINITION = re.compile(r"((?:[A-Za-z][\w’'-]*\s+){1,8})\(([A-Z][A-Za-z&]{1,9}?)(s?)\)")
+# Found from the bracket backwards: one regex scanning for the words at every position of an
+# article took 4 ms per article (20 s for 100k sentences); brackets are rare.
+_BRACKETED = re.compile(r"\(([A-Z][A-Za-z&]{1,9}?)(s?)\)")
+_WORDS_BEFORE = re.compile(r"(?:[A-Za-z][\w’'-]*\s+){1,8}$")
+_LOOK_BACK = 400  # characters: eight long words
 
 
 def _initials_match(words: list[str], acronym: str) -> list[str] | None:
@@ -27,10 +31,12 @@ def _initials_match(words: list[str], acronym: str) -> list[str] | None:
 def find_definitions(text: str) -> dict[str, str]:
     """Acronym -> its spelled-out words, for every definition in `text`."""
     found: dict[str, str] = {}
-    for match in _DEFINITION.finditer(text):
-        words = match.group(1).split()
-        acronym = match.group(2)
-        tail = _initials_match(words, acronym)
+    for match in _BRACKETED.finditer(text):
+        words_before = _WORDS_BEFORE.search(text, max(0, match.start() - _LOOK_BACK), match.start())
+        if not words_before:
+            continue
+        acronym = match.group(1)
+        tail = _initials_match(words_before.group().split(), acronym)
         if tail:
             found.setdefault(acronym, " ".join(tail))
     return found

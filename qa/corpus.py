@@ -11,7 +11,7 @@ import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -91,12 +91,8 @@ class Corpus:
         """
         previous, following = self.neighbours
         sentences, titled, in_context = [], [], []
-        expanders: dict[int, Callable[[str], str]] = {}
-        for i in range(start, len(self)):
+        for i, expand in zip(range(start, len(self)), self._expanders(start)):
             row = int(self.table[i, ARTICLE])
-            if row not in expanders:
-                expanders[row] = acronym_expander(self.articles[row].text)
-            expand = expanders[row]
             text = self.sentence(i)
             sentences.append(expand(text))
             titled.append(expand(f"{self.articles[row].title}: {text}"))
@@ -104,6 +100,18 @@ class Corpus:
             around += [self.sentence(int(j)) for j in (following[i],) if j >= 0]
             in_context.append(expand(" ".join(around)))
         return sentences, titled, in_context
+
+    def lexical_texts(self, start: int = 0) -> list[str]:
+        """What BM25 reads for sentences `start:`: the first of `embedding_texts`, alone (cheaper)."""
+        return [expand(self.sentence(i)) for i, expand in zip(range(start, len(self)), self._expanders(start))]
+
+    def _expanders(self, start: int) -> Iterator[Callable[[str], str]]:
+        """The acronym expander of each sentence's article, for sentences `start:` (one per article)."""
+        cache: dict[int, Callable[[str], str]] = {}
+        for row in self.table[start:, ARTICLE].tolist():
+            if row not in cache:
+                cache[row] = acronym_expander(self.articles[row].text)
+            yield cache[row]
 
     def index_of(self, article_id: str) -> int | None:
         """Row of an article by id, or None."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -33,7 +34,7 @@ VECTOR_FILES = ("embeddings.npy", "title-embeddings.npy", "context-embeddings.np
 EMBEDDINGS_FILE = VECTOR_FILES[0]
 DENSE_FILE = "dense.faiss"
 LEXICAL_FOLDER = "bm25"
-CONTEXT_LEXICAL_FOLDER = "bm25-context"
+SIGNATURES_FILE = "minhash.npy"  # near-duplicate signatures of the articles, row = article row
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,8 @@ class _State:
     title_embeddings: np.ndarray  # row i: "title: sentence i"
     context_embeddings: np.ndarray  # row i: sentence i between its paragraph neighbours
     dense: DenseIndex
-    lexical: LexicalIndex
-    context_lexical: LexicalIndex
+    lexical: LexicalIndex  # BM25 of sentences, and of their contexts for the candidates
+    signatures: np.ndarray  # (articles, 128) MinHash signatures, read when an add checks near-duplicates
     manifest: dict[str, Any]
 
     @property
@@ -86,7 +87,7 @@ def _now() -> str:
 
 
 def _versions() -> dict[str, str]:
-    names = ("qa", "sentence-transformers", "faiss-cpu", "bm25s", "numpy", "torch")
+    names = ("qa", "onnxruntime", "sentence-transformers", "faiss-cpu", "scipy", "numpy", "torch")
     found = {}
     for name in names:
         try:
@@ -96,13 +97,18 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _index_state(
-    corpus: Corpus, vectors: Sequence[np.ndarray], manifest: dict[str, Any], dense: DenseIndex | None = None
-) -> _State:
-    dense = dense if dense is not None else DenseIndex.build(vectors[0])
-    sentence_texts, _, context_texts = corpus.embedding_texts()
-    lexical, context_lexical = LexicalIndex.build(sentence_texts), LexicalIndex.build(context_texts)
-    return _State(corpus, *vectors, dense, lexical, context_lexical, manifest)
+def _script_counts(manifest: dict[str, Any]) -> Counter[str]:
+    """How many indexed articles are written in each script."""
+    return Counter(manifest.get("script_counts", {}))
+
+
+def _empty_state(dimension: int, manifest: dict[str, Any]) -> _State:
+    """The state of an index with no articles yet (what `Index.build` fills)."""
+    from qa.ingest.dedup import PERMUTATIONS
+
+    vectors = [np.zeros((0, dimension), dtype=np.float32)] * len(VECTOR_FILES)
+    signatures = np.zeros((0, PERMUTATIONS), dtype=np.uint64)
+    return _State(Corpus.empty(), *vectors, DenseIndex.build(vectors[0]), LexicalIndex.empty(), signatures, manifest)
 
 
 class Index:
@@ -139,11 +145,15 @@ class Index:
         """
         source = Path(source) if source else default_source_path()
         path = Path(path) if path else default_index_path()
-        encoder = Encoder(model)
-        empty = np.zeros((0, encoder.dimension), dtype=np.float32)
-        index = cls(path, encoder, settings or Settings(), _index_state(Corpus.empty(), [empty] * 3, {"created": _now()}))
+        index = cls.empty(path, Encoder(model), settings)
         index.build_report = index._add_paths([source], progress=progress, rebuild=True)
         return index
+
+    @classmethod
+    def empty(cls, path: str | Path, encoder: Encoder | None = None, settings: Settings | None = None) -> "Index":
+        """An index with no articles, to fill with `add`/`add_articles`; nothing is written before the first add."""
+        encoder = encoder or Encoder()
+        return cls(Path(path), encoder, settings or Settings(), _empty_state(encoder.dimension, {"created": _now()}))
 
     @classmethod
     def load(
@@ -179,18 +189,18 @@ class Index:
             count = manifest["counts"]["sentences"]
             dense = DenseIndex.load(folder / DENSE_FILE, vectors=embeddings)
             lexical = LexicalIndex.load(folder / LEXICAL_FOLDER, count)
-            context_lexical = LexicalIndex.load(folder / CONTEXT_LEXICAL_FOLDER, count)
+            signatures = np.load(folder / SIGNATURES_FILE, mmap_mode="r", allow_pickle=False)  # paged in by an add only
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise IndexCorruptError(
                 f"The index at '{path}' is corrupt ({type(exc).__name__}: {exc}). "
                 f"Rebuild it with `qa build --index {path}`."
             ) from None
-        if not len(corpus) == dense.size == count or any(len(v) != count for v in vectors):
+        if not len(corpus) == dense.size == count or any(len(v) != count for v in vectors) or len(signatures) != len(corpus.articles):
             raise IndexCorruptError(
                 f"The index at '{path}' is inconsistent ({len(corpus)} sentences, {len(embeddings)} vectors, "
                 f"{count} in the manifest). Rebuild it with `qa build --index {path}`."
             )
-        return _State(corpus, *vectors, dense, lexical, context_lexical, manifest)
+        return _State(corpus, *vectors, dense, lexical, signatures, manifest)
 
     def _stamp(self) -> int:
         try:
@@ -314,7 +324,7 @@ class Index:
 
         known = {a.sha256: a.id for a in base.corpus.articles}
         taken = {a.id for a in base.corpus.articles}
-        near = NearDuplicates(base.corpus.articles)
+        near = NearDuplicates(base.corpus.articles, base.signatures)
         fresh: list[Article] = []
         for article in articles:
             if article.sha256 in known:
@@ -337,14 +347,16 @@ class Index:
         corpus = base.corpus.with_articles(fresh)
         from qa.cache import cached_encode  # nothing is embedded twice: see qa/cache.py
 
-        texts = corpus.embedding_texts(start=len(base.corpus))
+        texts = corpus.embedding_texts(start=len(base.corpus))  # the new sentences only
         fresh_vectors = cached_encode(self.encoder, [t for group in texts for t in group], progress=progress)
         new = len(corpus) - len(base.corpus)
         vectors = [
             np.concatenate([np.asarray(old).reshape(-1, fresh_vectors.shape[1]), fresh_vectors[k * new : (k + 1) * new]])
             for k, old in enumerate(base.vectors)
         ]
-        self._commit(corpus, vectors, base.manifest, dense=base.dense.extend(vectors[0]))
+        lexical = base.lexical.extend(texts[0], corpus.neighbours)
+        scripts = _script_counts(base.manifest) + Counter(filter(None, map(questions.script_of, (a.text for a in fresh))))
+        self._commit(corpus, vectors, base.manifest, base.dense.extend(vectors[0]), lexical, near.signatures, scripts)
         report.added.extend(a.id for a in fresh)
 
     def remove(self, article_id: str) -> ArticleInfo:
@@ -357,13 +369,26 @@ class Index:
                 raise ArticleNotFoundError(f"No article with id '{article_id}'. `qa list` shows the ids.")
             info = self.articles()[row]
             corpus, keep = base.corpus.without_article(row)
-            self._commit(corpus, [np.asarray(v)[keep] for v in base.vectors], base.manifest)
+            vectors = [np.asarray(v)[keep] for v in base.vectors]
+            scripts = _script_counts(base.manifest) - Counter(filter(None, [questions.script_of(base.corpus.articles[row].text)]))
+            self._commit(corpus, vectors, base.manifest, DenseIndex.build(vectors[0]),
+                         base.lexical.without(keep, base.corpus.neighbours), np.delete(base.signatures, row, axis=0), scripts)
         return info
 
     def _commit(
-        self, corpus: Corpus, vectors: Sequence[np.ndarray], previous: dict[str, Any], dense: DenseIndex | None = None
+        self,
+        corpus: Corpus,
+        vectors: Sequence[np.ndarray],
+        previous: dict[str, Any],
+        dense: DenseIndex,
+        lexical: LexicalIndex,
+        signatures: np.ndarray,
+        scripts: Counter[str],
     ) -> None:
-        """Write a new generation and swap it in, on disk and in memory."""
+        """Write a new generation and swap it in, on disk and in memory.
+
+        Everything passed in was already updated for the change: nothing here is O(corpus) in Python.
+        """
         vectors = [np.ascontiguousarray(v, dtype=np.float32) for v in vectors]
         embeddings = vectors[0]
         manifest = {
@@ -373,22 +398,22 @@ class Index:
             "counts": {"articles": len(corpus.articles), "sentences": len(corpus)},
             "created": previous.get("created") or _now(),
             "updated": _now(),
-            "scripts": sorted({s for a in corpus.articles if (s := questions.script_of(a.text))}),
+            "scripts": sorted(scripts),  # what check_script compares questions with
+            "script_counts": dict(sorted(scripts.items())),  # articles per script, so add/remove update it
             "versions": _versions(),
         }
-        state = _index_state(corpus, vectors, manifest, dense)
-        manifest["dense"] = state.dense.describe()
+        manifest["dense"] = dense.describe()
         with storage.new_generation(self.path) as (folder, name):
             corpus.save(folder)
             for file, matrix in zip(VECTOR_FILES, vectors):
                 np.save(folder / file, matrix)
-            state.dense.save(folder / DENSE_FILE)
-            for sub, lexical in ((LEXICAL_FOLDER, state.lexical), (CONTEXT_LEXICAL_FOLDER, state.context_lexical)):
-                (folder / sub).mkdir()
-                lexical.save(folder / sub)
+            dense.save(folder / DENSE_FILE)
+            (folder / LEXICAL_FOLDER).mkdir()
+            lexical.save(folder / LEXICAL_FOLDER)
+            np.save(folder / SIGNATURES_FILE, np.ascontiguousarray(signatures, dtype=np.uint64))
             manifest["data"] = name
         storage.commit(self.path, manifest)
         stored = [load_vectors(self.path / name / file) for file in VECTOR_FILES]  # let the in-memory copies go
-        self._state = _State(corpus, *stored, state.dense.with_vectors(stored[0]), state.lexical,
-                             state.context_lexical, manifest)
+        signatures = np.load(self.path / name / SIGNATURES_FILE, mmap_mode="r", allow_pickle=False)
+        self._state = _State(corpus, *stored, dense.with_vectors(stored[0]), lexical, signatures, manifest)
         self._manifest_stamp = self._stamp()

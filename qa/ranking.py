@@ -10,7 +10,7 @@ checked on the other half (bench/recipes.py, docs/quality.md). Features, per can
     paragraph    max sentence cosine within the sentence's paragraph
     neighbour    max sentence cosine of the previous/next sentence (own if none)
     bm25         BM25 of the sentence, z-scored over the candidates
-    bm25_context BM25 of the context text, z-scored over the candidates
+    bm25_context BM25 of the sentence with its paragraph neighbours, z-scored over the candidates
     cues         0/1: the question asks for a number/date/person and the sentence has a new one
     phrase       how many of the question's adjacent word pairs the sentence holds (off by default:
                  it fixed one seed question and broke two others)
@@ -43,7 +43,6 @@ class Searchable(Protocol):
     context_embeddings: np.ndarray
     dense: DenseIndex
     lexical: LexicalIndex
-    context_lexical: LexicalIndex
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,7 @@ def rank(question: str, query_vector: np.ndarray, state: Searchable, settings: S
     title_cos = np.asarray(state.title_embeddings[ids], dtype=np.float32) @ query_vector
     context_cos = np.asarray(state.context_embeddings[ids], dtype=np.float32) @ query_vector
     mean, paragraph, neighbour = _neighbour_features(state, ids, query_vector)
-    bm25_context = state.context_lexical.scores(question)[ids]
+    bm25_context = state.lexical.context_scores(question, ids, state.corpus.neighbours)
     sentences = [state.corpus.sentence(int(i)) for i in ids]
     cues = cue_features(question, sentences)
     phrases = phrase_matches(question, sentences) if w.phrase else np.zeros(len(ids), dtype=np.float32)

@@ -2,7 +2,7 @@
 
     index/
       manifest.json        format version, model + fingerprint, counts, times, current data folder
-      data-000003/         articles.jsonl, sentences.npy, embeddings.npy, dense.faiss, bm25/
+      data-000003/         articles.jsonl, sentences.npy, *embeddings.npy, dense.faiss, bm25/, minhash.npy
 
 A write fills a fresh `data-NNNNNN` folder, syncs it, then atomically replaces manifest.json
 (write to a temp file, fsync, os.replace). Until that rename the old manifest still names the
@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from qa.errors import IndexCorruptError, IndexFormatError, IndexMissingError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: one incremental BM25 folder (term counts) + minhash.npy
 MANIFEST = "manifest.json"
 LOCK = ".write.lock"
 _DATA_PREFIX = "data-"

@@ -212,15 +212,12 @@ def article(n: int, sentences: int = 20):
 def test_an_index_past_the_limit_uses_ivf_and_reads_vectors_by_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from qa.config import Settings
-    from qa.corpus import Corpus
-    from qa.index import VECTOR_FILES, Index, _index_state
+    from qa.index import Index
 
     monkeypatch.setattr(dense, "FLAT_LIMIT", 400)
     monkeypatch.setattr(vectors, "READ_ROWS_FROM", 400)
     monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path / "cache"))
-    empty = [np.zeros((0, 384), dtype=np.float32)] * len(VECTOR_FILES)
-    index = Index(tmp_path / "index", RandomEncoder(), Settings(), _index_state(Corpus.empty(), empty, {}))
+    index = Index.empty(tmp_path / "index", RandomEncoder())
     index.add_articles([article(n) for n in range(30)])
     assert len(index) == 600 and index.manifest["dense"]["kind"] == dense.LARGE_KIND
     assert isinstance(index._state.embeddings, StoredVectors)  # the writer let its in-memory copy go

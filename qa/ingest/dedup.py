@@ -15,7 +15,7 @@ import re
 import unicodedata
 import zlib
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Sequence
 
 import numpy as np
 
@@ -74,14 +74,25 @@ class NearDuplicates:
 
     Args:
         articles: the articles already indexed; more can be registered with `add`.
+        signatures: their signatures, row for row, as `signatures` returned them before (an
+            index stores them, so an add does not re-hash every indexed article); computed
+            when not given.
     """
 
-    def __init__(self, articles: Iterable[Article] = ()) -> None:
-        self._ids: list[str] = []
-        self._texts: list[str] = []
-        self._signatures = np.zeros((64, PERMUTATIONS), dtype=np.uint64)  # grows by doubling
-        for article in articles:
-            self.add(article)
+    def __init__(self, articles: Sequence[Article] = (), signatures: np.ndarray | None = None) -> None:
+        if signatures is not None and signatures.shape != (len(articles), PERMUTATIONS):
+            raise ValueError(f"{len(articles)} articles but signatures of shape {signatures.shape}")
+        self._ids = [a.id for a in articles]
+        self._texts = [a.text for a in articles]
+        known = signatures if signatures is not None else [_signature(a.text) for a in articles]
+        self._signatures = np.zeros((max(64, 2 * len(articles)), PERMUTATIONS), dtype=np.uint64)  # grows by doubling
+        if len(articles):
+            self._signatures[: len(articles)] = known
+
+    @property
+    def signatures(self) -> np.ndarray:
+        """(registered articles, PERMUTATIONS) MinHash signatures, in registration order."""
+        return self._signatures[: len(self._ids)]
 
     def add(self, article: Article) -> None:
         """Register an article so later ones are compared with it."""

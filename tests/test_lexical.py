@@ -1,0 +1,138 @@
+"""The incremental BM25 index: same scores as bm25s, and add/remove equal to a fresh build.
+
+bm25s is the oracle: it indexes a whole corpus at once, which is what our index must agree
+with after any sequence of appends and removals.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa.acronyms import acronym_expander, find_definitions
+from qa.articles import parse_article
+from qa.corpus import Corpus
+from qa.lexical import LexicalIndex, tokenize
+
+from conftest import SEEDS
+
+QUESTIONS = [
+    "How many industrial robots were installed in China in 2022?",
+    "Why could OpenAI's block help domestic LLM developers train their models?",
+    "Which company blocked its API?",
+    "When did the Normans conquer England in 1066?",
+    "the the the of",  # repeated and very common terms
+    "zebra quantum",  # not indexed at all
+]
+
+OTHER_ARTICLES = {
+    "normans": "The Normans\n\nThe Normans conquered England in 1066. William led them.\n\n"
+    "Their language was Norman French. It shaped English law (EL) and the courts.",
+    "robots": "Robots in factories\n\nChina installed 290,300 industrial robots in 2022. "
+    "Japan installed fewer.\n\nThe International Federation of Robotics (IFR) counts them. IFR data is yearly.",
+    "short": "A note\n\nOne sentence only.",
+}
+
+
+def _corpus(names: list[str]) -> Corpus:
+    articles = [parse_article(p.read_text(encoding="utf-8"), name=p.stem) for p in sorted(SEEDS.glob("*.txt"))]
+    articles += [parse_article(OTHER_ARTICLES[n], name=n) for n in names]
+    return Corpus.from_articles(articles)
+
+
+def _bm25s(texts: list[str]):
+    bm25s = pytest.importorskip("bm25s")
+    retriever = bm25s.BM25(k1=0.5, b=0.35)
+    retriever.index([tokenize(t) or ["\u2205"] for t in texts], show_progress=False)
+    return retriever
+
+
+def _oracle_scores(retriever, query: str, size: int) -> np.ndarray:
+    ids = retriever.get_tokens_ids(tokenize(query))
+    return np.asarray(retriever.get_scores_from_ids(ids)) if ids else np.zeros(size)
+
+
+def _context_texts(corpus: Corpus) -> list[str]:
+    return corpus.embedding_texts()[2]
+
+
+def test_scores_equal_bm25s_for_sentences_and_their_contexts() -> None:
+    corpus = _corpus(["normans", "robots"])
+    lexical = LexicalIndex.build(corpus.lexical_texts(), corpus.neighbours)
+    sentences, contexts = _bm25s(corpus.lexical_texts()), _bm25s(_context_texts(corpus))
+    every = np.arange(len(corpus))
+    for question in QUESTIONS:
+        np.testing.assert_allclose(lexical.scores(question), _oracle_scores(sentences, question, len(corpus)), atol=1e-5)
+        expected = _oracle_scores(contexts, question, len(corpus))
+        np.testing.assert_allclose(lexical.context_scores(question, every, corpus.neighbours), expected, atol=1e-5)
+    assert lexical.scores("How many industrial robots were installed in China in 2022?").max() > 0
+
+
+def test_extend_then_remove_equals_a_fresh_build() -> None:
+    first, full = _corpus(["normans"]), _corpus(["normans", "robots", "short"])
+    grown = LexicalIndex.build(first.lexical_texts(), first.neighbours).extend(
+        full.lexical_texts(start=len(first)), full.neighbours
+    )
+    fresh = LexicalIndex.build(full.lexical_texts(), full.neighbours)
+    assert sorted(grown.terms) == sorted(fresh.terms) and grown.context_length == fresh.context_length
+
+    shrunk_corpus, keep = full.without_article(1)  # the Normans: its rows sit in the middle
+    shrunk = grown.without(keep, full.neighbours)
+    rebuilt = LexicalIndex.build(shrunk_corpus.lexical_texts(), shrunk_corpus.neighbours)
+    for question in QUESTIONS:
+        np.testing.assert_allclose(grown.scores(question), fresh.scores(question), atol=1e-6)
+        np.testing.assert_allclose(shrunk.scores(question), rebuilt.scores(question), atol=1e-6)
+        every = np.arange(len(shrunk_corpus))
+        np.testing.assert_allclose(
+            shrunk.context_scores(question, every, shrunk_corpus.neighbours),
+            rebuilt.context_scores(question, every, shrunk_corpus.neighbours),
+            atol=1e-6,
+        )
+    assert shrunk.scores("When did the Normans conquer England in 1066?").max() < fresh.scores(
+        "When did the Normans conquer England in 1066?"
+    ).max()
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    corpus = _corpus(["robots"])
+    lexical = LexicalIndex.build(corpus.lexical_texts(), corpus.neighbours)
+    lexical.save(tmp_path)
+    loaded = LexicalIndex.load(tmp_path, len(corpus))
+    for question in QUESTIONS:
+        np.testing.assert_array_equal(loaded.scores(question), lexical.scores(question))
+    with pytest.raises(ValueError, match="manifest"):
+        LexicalIndex.load(tmp_path, len(corpus) + 1)
+
+
+def test_empty_index_scores_nothing() -> None:
+    empty = LexicalIndex.empty()
+    assert empty.scores("anything").shape == (0,)
+    assert empty.context_scores("anything", np.zeros(0, dtype=np.int64), (np.zeros(0), np.zeros(0))).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("China installed 290,300 robots in 2022", ["china", "instal", "290300", "robot", "in", "2022"]),
+        ("OpenAI’s API don't", ["openai", "api", "don't"]),  # curly apostrophe read as straight
+        ("x² is 10.5% ²", ["x²", "is", "10.5", "²"]),  # a lone "²" counts as a number
+        ("成吉思汗 Khan", ["khan", "成", "吉", "思", "汗", "成吉", "吉思", "思汗"]),
+    ],
+)
+def test_tokenize(text: str, expected: list[str]) -> None:
+    assert Counter(tokenize(text)) == Counter(expected)
+
+
+def test_acronyms_found_from_the_bracket_back() -> None:
+    text = (
+        "Large language models (LLMs) power chatbots. The Federal Bureau of Investigation (FBI) said so. "
+        "9abc Deutsche Bank (DB) too. Prices rose (ABC). Too many words before (XYZ) here."
+    )
+    assert find_definitions(text) == {"LLM": "Large language models", "FBI": "Federal Bureau of Investigation",
+                                      "DB": "Deutsche Bank"}
+    expand = acronym_expander(text)
+    assert expand("LLMs and the FBI") == "LLMs (Large language models) and the FBI (Federal Bureau of Investigation)"
+    assert expand("the FBI (again)") == "the FBI (again)"  # already bracketed: left alone
