@@ -52,23 +52,12 @@ def _onnxruntime(model: Any, batch_size: int, folder: Path, int8: bool = False) 
     import onnxruntime
     import torch
 
-    class LastHidden(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
+    from qa.onnx_encoder import export_onnx
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
-
-    tokenizer, names = model.tokenizer, ["input_ids", "attention_mask", "token_type_ids"]
-    sample = tokenizer(["a short example sentence"], return_tensors="pt")
+    tokenizer = model.tokenizer
     file = folder / "encoder.onnx"
     dimension = (getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)()
-    dynamic = {name: {0: "batch", 1: "tokens"} for name in names}
-    torch.onnx.export(LastHidden(model[0].auto_model).eval(), tuple(sample[n] for n in names), str(file),
-                      input_names=names, output_names=["hidden"], dynamic_axes={**dynamic, "hidden": {0: "batch", 1: "tokens"}},
-                      opset_version=17, dynamo=False)
+    export_onnx(model, file)
     if int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -77,6 +66,7 @@ def _onnxruntime(model: Any, batch_size: int, folder: Path, int8: bool = False) 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = onnxruntime.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
 
     def encode(texts: Sequence[str]) -> np.ndarray:
         order = np.argsort([-len(t) for t in texts], kind="stable")  # like sentence-transformers: less padding

