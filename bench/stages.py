@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from qa.index import Index
 
 ROOT = Path(__file__).resolve().parent.parent
-ADD_AT_SCALE_UP_TO = 200_000  # above this an add mostly measures the BM25 rebuild; skipped for time
+# Above this an add mostly measures writing a whole new generation of vector files (4.6 GB at
+# 1M: every generation is complete, so a crash never leaves a half index); skipped for time.
+ADD_AT_SCALE_UP_TO = 200_000
 
 
 def _recording_encoder() -> Any:
@@ -209,7 +211,7 @@ def _commit_generated(index: "Index", corpus: "Corpus", vectors: list[np.ndarray
 
     from qa.dense import DenseIndex
     from qa.ingest.dedup import NearDuplicates
-    from qa.lexical import LexicalIndex
+    from qa.bm25 import LexicalIndex
 
     lexical = LexicalIndex.build(corpus.lexical_texts(), corpus.neighbours)
     signatures = NearDuplicates(corpus.articles).signatures
@@ -256,6 +258,8 @@ def coldstart(run: "Run") -> dict[str, Any]:
         port = probe.getsockname()[1]
     question = squad_questions(1, seed=1)[0]
     env = {**os.environ, **OFFLINE_ENV}
+    # True after a build in the same cache (the usual case); False means the one-off export is timed too.
+    exported = any((Path(env.get("QA_CACHE_DIR", "")) / "onnx").glob("*/model.onnx")) if env.get("QA_CACHE_DIR") else None
     start = time.perf_counter()
     app = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--index", str(path)], cwd=ROOT, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -280,7 +284,7 @@ def coldstart(run: "Run") -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             app.kill()
     return {"listening_s": round(up_s, 2), "first_answer_s": round(first_s, 2), "question": question,
-            "answered": bool(reply), "target": "<= 10 s"}
+            "answered": bool(reply), "onnx_model_already_exported": exported, "target": "<= 10 s"}
 
 
 def encoders(run: "Run") -> dict[str, Any]:

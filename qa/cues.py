@@ -7,6 +7,7 @@ that kind that the question lacks, else 0. Worth +0.003 MRR / +0.005 R@1 on SQuA
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Sequence
 
@@ -30,40 +31,69 @@ _NUMBER_WORDS = (
     "seventy eighty ninety hundred hundreds thousand thousands million millions billion billions "
     "trillion dozen half percent"
 ).split()
-_NUMBER = re.compile(r"\d[\d,.]*%?|\b(?:" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
 _MONTHS = "january february march april may june july august september october november december".split()
+# Number words and month names are a set lookup on the sentence's words rather than a regex
+# alternation (3x faster; this runs for every candidate of every question).
+_DIGITS = re.compile(r"\d[\d,.]*%?")
+_NUMBER_WORD_SET = frozenset(_NUMBER_WORDS)
 _DATE = re.compile(
     r"\b(?:1\d{3}|20\d{2}|\d{2,4}s|\d+(?:st|nd|rd|th) century|" + "|".join(_MONTHS)
     + r"|\d{1,2}(?:st|nd|rd|th)?|BC|AD|BCE|CE)\b",
     re.IGNORECASE,
 )
+_DIGIT = re.compile(r"\d")
+_MONTH_SET = frozenset(_MONTHS)
+_DATE_WORD_SET = _MONTH_SET | {"bc", "ad", "bce", "ce"}
 _DAY_NUMBER = re.compile(r"\d{1,2}(?:st|nd|rd|th)?")
 _WORD = re.compile(r"\w+")
 _CAPITALISED = re.compile(r"\b[A-Z][\w'-]*")
 
 
-def _numbers(sentence: str) -> set[str]:
-    return {m.group().rstrip(".,").lower() for m in _NUMBER.finditer(sentence)}
+# Extraction is a property of the sentence: cached, since the same candidates recur across questions.
+_CACHED_SENTENCES = 50_000
 
 
-def _dates(sentence: str) -> set[str]:
-    tokens = {m.group().lower() for m in _DATE.finditer(sentence)}
-    if not tokens & set(_MONTHS):  # "7" is a date only next to a month
+def _words(sentence: str) -> set[str]:
+    return set(map(str.lower, _WORD.findall(sentence)))
+
+
+@functools.lru_cache(maxsize=_CACHED_SENTENCES)
+def _numbers(sentence: str) -> frozenset[str]:
+    return frozenset({m.rstrip(".,").lower() for m in _DIGITS.findall(sentence)} | (_NUMBER_WORD_SET & _words(sentence)))
+
+
+@functools.lru_cache(maxsize=_CACHED_SENTENCES)
+def _dates(sentence: str) -> frozenset[str]:
+    if _DIGIT.search(sentence):
+        tokens = {m.group().lower() for m in _DATE.finditer(sentence)}
+    else:  # only month and era words can match
+        tokens = set(_DATE_WORD_SET & _words(sentence))
+    if not tokens & _MONTH_SET:  # "7" is a date only next to a month
         tokens = {t for t in tokens if not _DAY_NUMBER.fullmatch(t)}
-    return tokens
+    return frozenset(tokens)
 
 
-def _names(sentence: str) -> set[str]:
+@functools.lru_cache(maxsize=_CACHED_SENTENCES)
+def _names(sentence: str) -> frozenset[str]:
     capitalised = [m.group() for m in _CAPITALISED.finditer(sentence)]
     first = _WORD.match(sentence.lstrip("\"'([“‘"))
     if capitalised and first is not None and capitalised[0] == first.group():
         capitalised = capitalised[1:]  # a sentence-initial capital says nothing
-    return {c.lower() for c in capitalised}
+    return frozenset(c.lower() for c in capitalised)
+
+
+def _asks(question: str) -> tuple[bool, bool, bool]:
+    return bool(_ASKS_NUMBER.search(question)), bool(_ASKS_DATE.search(question)), bool(_ASKS_PERSON.search(question))
+
+
+def asks_for_cue(question: str) -> bool:
+    """True when the question asks for a number, a date or a person (else every cue is 0)."""
+    return any(_asks(question))
 
 
 def cue_features(question: str, sentences: Sequence[str]) -> np.ndarray:
     """An (n, 3) 0/1 array: [number cue, date cue, person cue] for each sentence."""
-    asks = (bool(_ASKS_NUMBER.search(question)), bool(_ASKS_DATE.search(question)), bool(_ASKS_PERSON.search(question)))
+    asks = _asks(question)
     features = np.zeros((len(sentences), 3), dtype=np.float32)
     if not any(asks):
         return features

@@ -2,7 +2,8 @@
 
 The index type follows the corpus size (measurements in docs/speed.md):
 
-- below `FLAT_LIMIT` vectors, `flat`: exact search (IndexFlatIP), about 1 ms at 10k;
+- below `FLAT_LIMIT` vectors, `flat`: exact search, a matrix-vector product over the stored
+  vectors (`similarities`; FAISS's IndexFlatIP, also in the file, serves when they are absent);
 - from there on, `ivf-sq4`: an inverted file of `nlist` k-means cells holding 4-bit scalar-
   quantised vectors (an eighth of the float32 memory: 190 MB at 1M). A query scans the `nprobe`
   nearest cells, and the best `refine` x k are re-scored exactly from the stored float32 vectors,
@@ -26,7 +27,7 @@ import numpy as np
 
 from qa.vectors import StoredVectors, Vectors, load_vectors
 
-__all__ = ["DenseIndex", "StoredVectors", "choose_kind", "load_vectors"]
+__all__ = ["DenseIndex", "StoredVectors", "choose_kind", "load_vectors", "top_k"]
 
 FLAT_LIMIT = 50_000
 RETRAIN_GROWTH = 2.0
@@ -147,6 +148,10 @@ class DenseIndex:
         if k <= 0:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
         query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+        every = self.similarities(query[0])
+        if every is not None:
+            ids = top_k(every, k)
+            return every[ids], ids
         refine = self.kind != "flat" and self._vectors is not None
         wanted = min(self.size, k * int(self.params.get("refine", 1))) if refine else k
         scores, ids = _one_thread_search(self._index, query, wanted)
@@ -159,6 +164,14 @@ class DenseIndex:
             scores = np.asarray(self._vectors[ids], dtype=np.float32) @ query[0]
         order = np.lexsort((ids, -scores))[:k]
         return scores[order], ids[order]
+
+    def similarities(self, query: np.ndarray) -> np.ndarray | None:
+        """The query's cosine with every indexed vector, when exact and cheap (a flat index whose
+        vectors are mapped or in memory: one BLAS product, 0.3 ms at 10k against FAISS's 1.0 ms
+        flat search); None otherwise."""
+        if self.kind != "flat" or not isinstance(self._vectors, np.ndarray) or len(self._vectors) != self.size:
+            return None
+        return np.asarray(self._vectors @ np.asarray(query, dtype=np.float32), dtype=np.float32)
 
     # --- files ------------------------------------------------------------
 
@@ -181,6 +194,16 @@ class DenseIndex:
         if meta["kind"] != "flat":
             index.nprobe = int(meta["params"]["nprobe"])
         return cls(index, int(index.d), meta["kind"], meta["params"], vectors)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Ids of the `k` highest scores, best first, ties broken by lower id."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+    ids = np.flatnonzero(scores >= kth)  # every tie at the k-th score, so the lower ids win
+    return ids[np.lexsort((ids, -scores[ids]))[:k]].astype(np.int64)
 
 
 def _one_thread_search(index: Any, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ from qa.errors import (
     ModelMismatchError,
     NoArticlesError,
 )
-from qa.lexical import LexicalIndex
+from qa.bm25 import LexicalIndex
 from qa.ranking import Hit, rank
 
 # One vector file per text the encoder reads for a sentence (Corpus.embedding_texts), same order.

@@ -21,16 +21,16 @@ CJK script the cosine features are replaced by term coverage (the default model 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from qa.config import Settings
 from qa.corpus import Corpus
-from qa.cues import cue_features
-from qa.dense import DenseIndex
-from qa.lexical import LexicalIndex, coverage, phrase_matches
+from qa.cues import asks_for_cue, cue_features
+from qa.dense import DenseIndex, top_k
+from qa.bm25 import LexicalIndex
+from qa.lexical import coverage, phrase_matches
 from qa.questions import script_of
 
 
@@ -45,8 +45,7 @@ class Searchable(Protocol):
     lexical: LexicalIndex
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
     """One ranked sentence.
 
     Attributes:
@@ -66,12 +65,14 @@ class Hit:
     lexical: float
 
 
-def candidates(state: Searchable, query_vector: np.ndarray, bm25: np.ndarray, k: int) -> np.ndarray:
-    """Union of the dense top-k and the BM25 top-k (positive scores only), sorted by id."""
-    _, dense_ids = state.dense.search(query_vector, k)
-    k = min(k, len(bm25))
-    lexical_ids = np.argpartition(-bm25, k - 1)[:k] if k else np.zeros(0, dtype=np.int64)
-    lexical_ids = lexical_ids[bm25[lexical_ids] > 0]
+def candidates(state: Searchable, question: str, query_vector: np.ndarray, k: int,
+               similarities: np.ndarray | None = None) -> np.ndarray:
+    """Union of the dense top-k and the BM25 top-k (positive scores only), sorted by id.
+
+    `similarities`: the query's cosine with every sentence when already computed (flat index).
+    """
+    dense_ids = top_k(similarities, k) if similarities is not None else state.dense.search(query_vector, k)[1]
+    lexical_ids, _ = state.lexical.top(question, k)
     return np.union1d(dense_ids, lexical_ids).astype(np.int64)
 
 
@@ -80,44 +81,50 @@ def _zscore(values: np.ndarray) -> np.ndarray:
     return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
 
 
-def _neighbour_features(state: Searchable, ids: np.ndarray, query_vector: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(mean, paragraph, neighbour) features of the candidates: see the module docstring."""
-    corpus, vectors = state.corpus, state.embeddings
+def _paragraph_features(state: Searchable, ids: np.ndarray, query_vector: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(sentence, mean, paragraph, neighbour) features of the candidates: see the module docstring.
+
+    Every vector needed is in a candidate's paragraph, so the paragraphs are read once, as
+    consecutive runs of rows (one read per paragraph when the vectors are on disk).
+    """
+    corpus = state.corpus
     previous, following = corpus.neighbours
     starts, ends = corpus.paragraph_bounds
-    has_prev, has_next = previous[ids] >= 0, following[ids] >= 0
-    prev_ids, next_ids = np.where(has_prev, previous[ids], ids), np.where(has_next, following[ids], ids)
-
-    total = np.asarray(vectors[ids], dtype=np.float32).copy()
-    total[has_prev] += vectors[prev_ids[has_prev]]
-    total[has_next] += vectors[next_ids[has_next]]
-    mean = (total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)) @ query_vector
-
     lengths = ends[ids] - starts[ids]
-    members = np.repeat(starts[ids], lengths) + (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths))
-    member_cos = np.asarray(vectors[members], dtype=np.float32) @ query_vector
-    paragraph = np.maximum.reduceat(member_cos, np.cumsum(lengths) - lengths)
+    firsts = np.cumsum(lengths) - lengths
+    members = np.repeat(starts[ids], lengths) + (np.arange(lengths.sum()) - np.repeat(firsts, lengths))
+    rows = np.unique(members)
+    block = np.asarray(state.embeddings[rows], dtype=np.float32)
+    cosines = block @ query_vector
 
-    neighbour_cos = np.asarray(vectors[np.concatenate([prev_ids, next_ids])], dtype=np.float32) @ query_vector
-    neighbour = np.maximum(neighbour_cos[: len(ids)], neighbour_cos[len(ids) :])
-    return mean, paragraph, neighbour
+    def at(sentence_ids: np.ndarray) -> np.ndarray:
+        return np.searchsorted(rows, sentence_ids)
+
+    own, has_prev, has_next = at(ids), previous[ids] >= 0, following[ids] >= 0
+    before = at(np.where(has_prev, previous[ids], ids))  # a missing neighbour counts as the sentence itself
+    after = at(np.where(has_next, following[ids], ids))
+    total = block[own] + block[before] * has_prev[:, None] + block[after] * has_next[:, None]
+    mean = (total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)) @ query_vector
+    paragraph = np.maximum.reduceat(cosines[at(members)], firsts)
+    neighbour = np.maximum(cosines[before], cosines[after])
+    return cosines[own], mean, paragraph, neighbour
 
 
 def rank(question: str, query_vector: np.ndarray, state: Searchable, settings: Settings) -> list[Hit]:
     """Every candidate sentence for a question, best first (ties broken by lower sentence id)."""
     if len(state.corpus) == 0:
         return []
-    bm25 = state.lexical.scores(question)
-    ids = candidates(state, query_vector, bm25, settings.candidates)
+    ids = candidates(state, question, query_vector, settings.candidates, state.dense.similarities(query_vector))
+    bm25, bm25_context = state.lexical.candidate_scores(question, ids, state.corpus.neighbours)
     w = settings.weights
-    sentence_cos = np.asarray(state.embeddings[ids], dtype=np.float32) @ query_vector
+    sentence_cos, mean, paragraph, neighbour = _paragraph_features(state, ids, query_vector)
     title_cos = np.asarray(state.title_embeddings[ids], dtype=np.float32) @ query_vector
     context_cos = np.asarray(state.context_embeddings[ids], dtype=np.float32) @ query_vector
-    mean, paragraph, neighbour = _neighbour_features(state, ids, query_vector)
-    bm25_context = state.lexical.context_scores(question, ids, state.corpus.neighbours)
-    sentences = [state.corpus.sentence(int(i)) for i in ids]
-    cues = cue_features(question, sentences)
-    phrases = phrase_matches(question, sentences) if w.phrase else np.zeros(len(ids), dtype=np.float32)
+    cjk = script_of(question) == "CJK"
+    # Most questions need no candidate text at all: slice it out only for the features that read it.
+    sentences = state.corpus.sentences(ids) if asks_for_cue(question) or w.phrase or cjk else None
+    cues = cue_features(question, sentences) if sentences else np.zeros((len(ids), 3), dtype=np.float32)
+    phrases = phrase_matches(question, sentences) if w.phrase and sentences else np.zeros(len(ids), dtype=np.float32)
     absolute = (
         w.sentence * sentence_cos
         + w.title * title_cos
@@ -127,13 +134,12 @@ def rank(question: str, query_vector: np.ndarray, state: Searchable, settings: S
         + w.neighbour * neighbour
         + cues @ np.array([w.cue_number, w.cue_date, w.cue_person], dtype=np.float32)
     )
-    if script_of(question) == "CJK":
+    if cjk and sentences:
         # The default encoder is English-only: its cosines between CJK texts are high and
         # meaningless, so term coverage stands in for them, on the same scale.
         absolute = coverage(question, sentences) * (w.sentence + w.title + w.context + w.mean + w.paragraph + w.neighbour)
-    fused = absolute + w.bm25 * _zscore(bm25[ids]) + w.bm25_context * _zscore(bm25_context) + w.phrase * phrases
+    fused = absolute + w.bm25 * _zscore(bm25) + w.bm25_context * _zscore(bm25_context) + w.phrase * phrases
     order = np.lexsort((ids, -fused))
-    return [
-        Hit(int(ids[i]), float(fused[i]), float(absolute[i]), float(sentence_cos[i]), float(bm25[ids[i]]))
-        for i in order
-    ]
+    columns = zip(ids[order].tolist(), fused[order].tolist(), absolute[order].tolist(),
+                  sentence_cos[order].tolist(), bm25[order].tolist())
+    return [Hit(*row) for row in columns]

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from qa.errors import IndexCorruptError, IndexFormatError, IndexMissingError
 
-FORMAT_VERSION = 3  # 3: one incremental BM25 folder (term counts) + minhash.npy
+FORMAT_VERSION = 4  # 3: incremental BM25 (term counts) + minhash.npy; 4: BM25 counts stored term-major
 MANIFEST = "manifest.json"
 LOCK = ".write.lock"
 _DATA_PREFIX = "data-"

@@ -130,4 +130,6 @@ def _prefetch(file: Path, chunk: int = 8 << 20) -> None:
 def load_vectors(file: Path) -> Vectors:
     """A stored matrix: memory-mapped when small, `StoredVectors` from `READ_ROWS_FROM` rows on."""
     mapped = np.load(file, mmap_mode="r", allow_pickle=False)
-    return mapped if len(mapped) < READ_ROWS_FROM else StoredVectors.open(file)
+    if len(mapped) >= READ_ROWS_FROM:
+        return StoredVectors.open(file)
+    return mapped.view(np.ndarray)  # same mapped pages; skips np.memmap's Python-level __getitem__

@@ -15,7 +15,9 @@ import pytest
 from qa.acronyms import acronym_expander, find_definitions
 from qa.articles import parse_article
 from qa.corpus import Corpus
-from qa.lexical import LexicalIndex, tokenize
+from qa import bm25
+from qa.bm25 import LexicalIndex
+from qa.lexical import tokenize
 
 from conftest import SEEDS
 
@@ -136,3 +138,38 @@ def test_acronyms_found_from_the_bracket_back() -> None:
     expand = acronym_expander(text)
     assert expand("LLMs and the FBI") == "LLMs (Large language models) and the FBI (Federal Bureau of Investigation)"
     assert expand("the FBI (again)") == "the FBI (again)"  # already bracketed: left alone
+
+
+@pytest.mark.parametrize("budget", [10, 100_000])  # 10: the pruned path for every query; 100k: the full scan
+def test_top_k_and_scores_of_equal_scoring_everything(budget: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bm25, "FULL_SCAN_POSTINGS", budget)
+    corpus = _corpus(["normans", "robots", "short"])
+    lexical = LexicalIndex.build(corpus.lexical_texts(), corpus.neighbours)
+    full_scans = []
+    score_everything = lexical.scores
+    monkeypatch.setattr(lexical, "scores", lambda q: full_scans.append(q) or score_everything(q))
+    some = np.array([0, 3, 5, len(corpus) - 1])
+    for question in QUESTIONS:
+        every = score_everything(question)
+        np.testing.assert_allclose(lexical.scores_of(question, some), every[some], atol=1e-6)
+        for k in (1, 3, 10):
+            ids, scores = lexical.top(question, k)
+            # Best k positive scores, ties to the lower id: the same set a sort of everything gives.
+            expected = [i for i in sorted(range(len(corpus)), key=lambda i: (-every[i], i)) if every[i] > 0][:k]
+            assert ids.tolist() == sorted(expected), question
+            np.testing.assert_allclose(scores, every[ids], atol=1e-6)
+    if budget == 10:
+        assert len(full_scans) < 3 * len(QUESTIONS)  # the pruned path answered some queries
+    else:
+        assert len(full_scans) == 3 * len(QUESTIONS)
+
+
+def test_candidate_scores_hold_the_sentence_scores() -> None:
+    corpus = _corpus(["normans", "robots"])
+    lexical = LexicalIndex.build(corpus.lexical_texts(), corpus.neighbours)
+    ids = np.array([1, 2, len(corpus) - 2])
+    for question in QUESTIONS:
+        sentence, context = lexical.candidate_scores(question, ids, corpus.neighbours)
+        np.testing.assert_allclose(sentence, lexical.scores(question)[ids], atol=1e-6)
+        # The context side is checked against bm25s in test_scores_equal_bm25s_for_sentences_and_their_contexts.
+        assert context.shape == sentence.shape

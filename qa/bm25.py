@@ -1,0 +1,311 @@
+"""The BM25 index: term postings that grow on add, exact top-k without scoring every sentence.
+
+The scores are bm25s's "lucene" BM25 (tests check them against bm25s), but the index is ours:
+bm25s can only index a whole corpus at once (xhluca/bm25s#5), so adding one article to 10k
+sentences re-tokenised everything (4 s). Here the stored truth is each term's postings
+(sentence ids and counts); an add tokenises only the new sentences and re-derives the weights,
+vectorised arithmetic over the counts. A sentence's context (it and its paragraph neighbours)
+is the sum of their counts, so context BM25 needs no second index: it is scored for the
+candidates only, with its document frequencies kept up to date on add and remove.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy import sparse
+
+from qa.lexical import tokenize
+
+DEFAULT_K1 = 0.5
+DEFAULT_B = 0.35
+PARAMS_FILE = "params.json"
+TERMS_FILE = "terms.json"
+_ARRAYS = ("indptr", "sentence_ids", "counts", "context_df")
+_CONTEXT_CHUNK = 100_000  # rows per sparse product when counting context frequencies (bounded memory)
+FULL_SCAN_POSTINGS = 50000  # below this many postings a query is scored densely: simplest and fast
+
+
+def _idf(df: np.ndarray, documents: int) -> np.ndarray:
+    """Lucene's BM25 idf, never negative."""
+    return np.log1p((documents - df + 0.5) / (df + 0.5)).astype(np.float32)
+
+
+def _saturation(counts: np.ndarray, lengths: np.ndarray, mean_length: float, k1: float, b: float) -> np.ndarray:
+    """The BM25 term-frequency part tf / (tf + k1 (1 - b + b |d| / avgdl)), per (document, term) pair."""
+    counts = counts.astype(np.float32)
+    return counts / (counts + k1 * (1 - b + b * lengths.astype(np.float32) / max(mean_length, 1e-9)))
+
+
+def _context_rows(rows: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray], size: int) -> sparse.csr_matrix:
+    """A (len(rows), size) 0/1 matrix picking each row, its previous and its next sentence."""
+    previous, following = neighbours
+    columns = np.stack([rows, previous[rows], following[rows]], axis=1).ravel()
+    owner = np.repeat(np.arange(len(rows)), 3)
+    present = columns >= 0
+    ones = np.ones(int(present.sum()), dtype=np.int32)
+    return sparse.csr_matrix((ones, (owner[present], columns[present])), shape=(len(rows), size))
+
+
+class LexicalIndex:
+    """BM25 over sentences, and over each sentence's paragraph context, that grows and shrinks.
+
+    Immutable: `extend` and `without` return new indexes, so readers keep a consistent snapshot.
+
+    Args:
+        terms: the vocabulary, term id -> term.
+        postings: (sentences, terms) CSC matrix of term counts: column t lists the sentences
+            holding term t (ascending) and how often.
+        context_df: for each term, how many sentence contexts contain it.
+        context_length: total token count of all sentence contexts (for their mean length).
+    """
+
+    def __init__(
+        self,
+        terms: list[str],
+        postings: sparse.csc_matrix,
+        context_df: np.ndarray,
+        context_length: int,
+        k1: float = DEFAULT_K1,
+        b: float = DEFAULT_B,
+    ) -> None:
+        if postings.shape[1] != len(terms) or len(context_df) != len(terms):
+            raise ValueError(f"BM25 postings have {postings.shape[1]} terms, the vocabulary {len(terms)}")
+        postings.sort_indices()  # lookups bisect each term's sentence ids
+        self.terms, self.postings = terms, postings
+        self.context_df, self.context_length = context_df, context_length
+        self.k1, self.b = k1, b
+        self.size = postings.shape[0]
+        self.lengths = np.bincount(postings.indices, weights=postings.data, minlength=self.size).astype(np.int64)
+        self._vocabulary = {term: i for i, term in enumerate(terms)}
+        self._last_query: tuple[str, tuple[np.ndarray, np.ndarray]] | None = None
+        mean_length = float(self.lengths.mean()) if self.size else 0.0
+        self._weights = _saturation(postings.data, self.lengths[postings.indices], mean_length, k1, b)
+        self._idf = _idf(np.diff(postings.indptr), self.size)
+        # Largest saturated weight per term: bounds what a term can add to any sentence's score.
+        starts = postings.indptr[:-1]
+        nonempty = np.diff(postings.indptr) > 0
+        self._ceiling = np.zeros(len(terms), dtype=np.float32)
+        if self._weights.size:
+            self._ceiling[nonempty] = np.maximum.reduceat(self._weights, starts[nonempty])
+
+    @classmethod
+    def empty(cls, k1: float = DEFAULT_K1, b: float = DEFAULT_B) -> "LexicalIndex":
+        """An index of no sentences."""
+        return cls([], sparse.csc_matrix((0, 0), dtype=np.int32), np.zeros(0, dtype=np.int64), 0, k1, b)
+
+    @classmethod
+    def build(cls, texts: Sequence[str], neighbours: tuple[np.ndarray, np.ndarray]) -> "LexicalIndex":
+        """Index texts (one per sentence, in id order); `neighbours` as `Corpus.neighbours`."""
+        return cls.empty().extend(texts, neighbours)
+
+    # --- writing -----------------------------------------------------------
+
+    def extend(self, texts: Sequence[str], neighbours: tuple[np.ndarray, np.ndarray]) -> "LexicalIndex":
+        """A new index with `texts` appended as the next sentence ids.
+
+        `neighbours` covers the whole new corpus; the new sentences' paragraph neighbours must be
+        new sentences too (articles are appended whole), so old contexts do not change.
+        """
+        vocabulary = dict(self._vocabulary)
+        token_ids: list[int] = []
+        lengths = np.zeros(len(texts), dtype=np.int64)
+        for row, text in enumerate(texts):
+            tokens = tokenize(text)
+            token_ids.extend(vocabulary.setdefault(t, len(vocabulary)) for t in tokens)
+            lengths[row] = len(tokens)
+        terms = self.terms + list(vocabulary)[len(self.terms) :]
+        rows = np.repeat(np.arange(len(texts)), lengths)
+        # COO -> CSR sums the repeated (sentence, term) pairs into counts.
+        added = sparse.coo_matrix(
+            (np.ones(len(rows), dtype=np.int32), (rows, np.asarray(token_ids, dtype=np.int64))),
+            shape=(len(texts), len(terms)),
+        ).tocsr()
+        old = self._by_sentence(len(terms))
+        counts = sparse.vstack([old, added], format="csr", dtype=np.int32)
+        context_df, context_length = _context_statistics(counts, np.arange(self.size, counts.shape[0]), neighbours)
+        context_df += np.pad(self.context_df, (0, len(terms) - len(self.context_df)))
+        return LexicalIndex(terms, counts.tocsc(), context_df, self.context_length + context_length, self.k1, self.b)
+
+    def without(self, keep: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray]) -> "LexicalIndex":
+        """A new index with only the sentences where `keep` is True; `neighbours` of the current corpus."""
+        counts = self._by_sentence(len(self.terms))
+        context_df, context_length = _context_statistics(counts, np.flatnonzero(~keep), neighbours)
+        return LexicalIndex(self.terms, counts[keep].tocsc(), self.context_df - context_df,
+                            self.context_length - context_length, self.k1, self.b)
+
+    def _by_sentence(self, width: int) -> sparse.csr_matrix:
+        """The counts as a (sentences, width) CSR matrix (width >= the vocabulary: new terms)."""
+        counts = self.postings.tocsr()
+        return sparse.csr_matrix((counts.data, counts.indices, counts.indptr), shape=(self.size, width))
+
+    # --- reading -----------------------------------------------------------
+
+    def _query_terms(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct indexed query terms and how often each occurs (repeats count, as in bm25s)."""
+        last = self._last_query  # a question is looked up two or three times in a row
+        if last is not None and last[0] == query:
+            return last[1]
+        ids = [self._vocabulary[t] for t in tokenize(query) if t in self._vocabulary]
+        terms = np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)
+        self._last_query = (query, terms)  # one tuple swap: safe when threads race
+        return terms
+
+    def _span(self, term: int) -> slice:
+        return slice(self.postings.indptr[term], self.postings.indptr[term + 1])
+
+    def _lookup(self, term: int, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """`values` of `term`'s postings at sentences `ids` (0 where the sentence lacks the term)."""
+        span = self._span(term)
+        holders, found = self.postings.indices[span], values[span]
+        if not len(holders):
+            return np.zeros(len(ids), dtype=np.float32)
+        at = np.minimum(np.searchsorted(holders, ids), len(holders) - 1)
+        return np.where(holders[at] == ids, found[at], 0).astype(np.float32)
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every sentence for `query` (zeros when no query term is indexed)."""
+        scores = np.zeros(self.size, dtype=np.float32)
+        for term, repeats in zip(*self._query_terms(query)):
+            span = self._span(term)
+            scores[self.postings.indices[span]] += (repeats * self._idf[term]) * self._weights[span]
+        return scores
+
+    def scores_of(self, query: str, ids: np.ndarray) -> np.ndarray:
+        """BM25 scores of sentences `ids` only (the same values as `scores(query)[ids]`)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        total = np.zeros(len(ids), dtype=np.float32)
+        for term, repeats in zip(*self._query_terms(query)):
+            total += (repeats * self._idf[term]) * self._lookup(term, ids, self._weights)
+        return total
+
+    def top(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The `k` best-scoring sentences with a positive score, as (ids sorted ascending, their scores).
+
+        Exact, without scoring every sentence when the query has common terms (stop words are
+        kept, and "the" alone has ~600k postings at 1M sentences). The rare terms' postings give
+        partial scores r(d); the common terms add between 0 and `bound` (their largest weights)
+        to any sentence. Only sentences with r(d) + bound >= the k-th best r(d) can make the
+        top k among those holding a rare term, so only those are scored exactly; and when the
+        k-th best exact score beats `bound`, no sentence without a rare term can enter either.
+        Otherwise every sentence is scored. Ties at the k-th score keep the lower ids.
+        """
+        terms, repeats = self._query_terms(query)
+        sizes = np.diff(self.postings.indptr)[terms]
+        if sizes.sum() > FULL_SCAN_POSTINGS:
+            order = np.argsort(sizes, kind="stable")
+            rare = order[np.cumsum(sizes[order]) <= FULL_SCAN_POSTINGS // 2]
+            common = np.setdiff1d(np.arange(len(terms)), rare)
+            bound = float(np.sum(repeats[common] * self._idf[terms[common]] * self._ceiling[terms[common]]))
+            if len(rare):
+                spans = [self._span(int(t)) for t in terms[rare]]
+                holders = np.concatenate([self.postings.indices[span] for span in spans])
+                partial = np.concatenate([(r * self._idf[t]) * self._weights[span]
+                                          for r, t, span in zip(repeats[rare], terms[rare], spans)])
+                touched, owner = np.unique(holders, return_inverse=True)
+                partial = np.bincount(owner, weights=partial).astype(np.float32)
+                if len(touched) >= k:
+                    kth = np.partition(partial, len(partial) - k)[len(partial) - k]
+                    hopeful = touched[partial + bound >= kth]
+                    exact = self.scores_of(query, hopeful)
+                    best = _best(hopeful, exact, k)
+                    best_scores = exact[np.searchsorted(hopeful, best)]
+                    if len(best) == k and best_scores.min() > bound:
+                        return best, best_scores
+        every = self.scores(query)
+        best = _best(np.arange(self.size), every, k)
+        return best, every[best]
+
+    def candidate_scores(
+        self, query: str, ids: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 of sentences `ids`, and of their contexts (sentence + paragraph neighbours) as if each
+        were a document: one bisection per query term serves both."""
+        terms, repeats = self._query_terms(query)
+        ids = np.asarray(ids, dtype=np.int64)
+        sentence, context = np.zeros(len(ids), dtype=np.float32), np.zeros(len(ids), dtype=np.float32)
+        if not len(terms) or not len(ids):
+            return sentence, context
+        previous, following = neighbours
+        members = np.stack([ids, previous[ids], following[ids]])  # (3, n); -1: no such neighbour
+        present = members >= 0
+        members = np.where(present, members, 0)
+        lengths = (self.lengths[members] * present).sum(axis=0)
+        # All query terms' postings in one sorted array of (term rank, sentence) keys: one
+        # bisection for every (term, member) pair instead of a loop of small numpy calls per term.
+        starts, ends = self.postings.indptr[terms], self.postings.indptr[terms + 1]
+        picked = np.concatenate([np.arange(a, b) for a, b in zip(starts.tolist(), ends.tolist())])
+        if not len(picked):
+            return sentence, context
+        stride = self.size + 1
+        keys = np.repeat(np.arange(len(terms)) * stride, ends - starts) + self.postings.indices[picked]
+        wanted = (np.arange(len(terms))[:, None, None] * stride + members[None]).ravel()
+        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        held = (keys[at] == wanted).reshape(len(terms), 3, -1) & present[None]
+        at = picked[at].reshape(held.shape)
+        term_idf = (repeats * self._idf[terms])[:, None]
+        sentence = (term_idf * np.where(held[:, 0], self._weights[at[:, 0]], 0)).sum(axis=0).astype(np.float32)
+        tf = np.where(held, self.postings.data[at], 0).sum(axis=1)  # (terms, n): counts in each context
+        mean_length = self.context_length / self.size
+        weights = _saturation(tf, lengths[None, :], mean_length, self.k1, self.b)
+        context_idf = (_idf(self.context_df[terms], self.size) * repeats)[:, None]
+        return sentence, (context_idf * weights).sum(axis=0).astype(np.float32)
+
+    def context_scores(self, query: str, ids: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """BM25 of the contexts of sentences `ids` (see `candidate_scores`)."""
+        return self.candidate_scores(query, ids, neighbours)[1]
+
+    # --- files -------------------------------------------------------------
+
+    def save(self, folder: Path) -> None:
+        """Write the postings (CSC arrays), the vocabulary and the parameters into `folder` as plain files."""
+        arrays = {
+            "indptr": self.postings.indptr.astype(np.int64),
+            "sentence_ids": self.postings.indices.astype(np.int32),
+            "counts": self.postings.data.astype(np.int32),
+            "context_df": self.context_df,
+        }
+        for name, array in arrays.items():
+            np.save(folder / f"{name}.npy", array)
+        (folder / TERMS_FILE).write_text(json.dumps(self.terms, ensure_ascii=False), encoding="utf-8")
+        params = {"k1": self.k1, "b": self.b, "sentences": self.size, "context_length": self.context_length}
+        (folder / PARAMS_FILE).write_text(json.dumps(params, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path, size: int) -> "LexicalIndex":
+        """Read what `save` wrote; `size` is the sentence count recorded in the manifest."""
+        params = json.loads((folder / PARAMS_FILE).read_text(encoding="utf-8"))
+        terms = json.loads((folder / TERMS_FILE).read_text(encoding="utf-8"))
+        arrays = {name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in _ARRAYS}
+        if params["sentences"] != size or len(arrays["indptr"]) != len(terms) + 1:
+            raise ValueError(f"BM25 files hold {params['sentences']} sentences, the manifest {size}")
+        postings = sparse.csc_matrix((arrays["counts"], arrays["sentence_ids"], arrays["indptr"]), shape=(size, len(terms)))
+        return cls(terms, postings, arrays["context_df"], int(params["context_length"]), params["k1"], params["b"])
+
+
+def _best(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """The ids of the `k` highest positive scores (ties: lower id first), sorted ascending."""
+    positive = scores > 0
+    ids, scores = ids[positive], scores[positive]
+    if len(ids) > k:
+        kth = np.partition(-scores, k - 1)[k - 1]
+        above = -scores < kth
+        tied = np.flatnonzero(-scores == kth)[: k - int(above.sum())]  # ids ascending: lower ids win ties
+        ids = np.sort(np.concatenate([ids[above], ids[tied]]))
+    return ids
+
+
+def _context_statistics(
+    counts: sparse.csr_matrix, rows: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, int]:
+    """Document frequencies and total length of the contexts of `rows`."""
+    df = np.zeros(counts.shape[1], dtype=np.int64)
+    length = 0
+    for chunk in range(0, len(rows), _CONTEXT_CHUNK):
+        contexts = _context_rows(rows[chunk : chunk + _CONTEXT_CHUNK], neighbours, counts.shape[0]) @ counts
+        df += np.bincount(contexts.indices, minlength=counts.shape[1])
+        length += int(contexts.sum())
+    return df, length
