@@ -197,7 +197,8 @@ class LexicalIndex:
         sizes = np.diff(self.postings.indptr)[terms]
         if sizes.sum() > FULL_SCAN_POSTINGS:
             order = np.argsort(sizes, kind="stable")
-            rare = order[np.cumsum(sizes[order]) <= FULL_SCAN_POSTINGS // 2]
+            # "Rare" grows with the corpus: at 1M sentences a topical word can hold 30k postings.
+            rare = order[np.cumsum(sizes[order]) <= max(FULL_SCAN_POSTINGS // 2, self.size // 4)]
             common = np.setdiff1d(np.arange(len(terms)), rare)
             bound = float(np.sum(repeats[common] * self._idf[terms[common]] * self._ceiling[terms[common]]))
             if len(rare):
@@ -205,8 +206,13 @@ class LexicalIndex:
                 holders = np.concatenate([self.postings.indices[span] for span in spans])
                 partial = np.concatenate([(r * self._idf[t]) * self._weights[span]
                                           for r, t, span in zip(repeats[rare], terms[rare], spans)])
-                touched, owner = np.unique(holders, return_inverse=True)
-                partial = np.bincount(owner, weights=partial).astype(np.float32)
+                if len(holders) > self.size // 16:  # many postings: a dense tally beats sorting them
+                    tally = np.bincount(holders, weights=partial, minlength=self.size)
+                    touched = np.flatnonzero(tally)
+                    partial = tally[touched].astype(np.float32)
+                else:
+                    touched, owner = np.unique(holders, return_inverse=True)
+                    partial = np.bincount(owner, weights=partial).astype(np.float32)
                 if len(touched) >= k:
                     kth = np.partition(partial, len(partial) - k)[len(partial) - k]
                     hopeful = touched[partial + bound >= kth]
@@ -234,18 +240,19 @@ class LexicalIndex:
         present = members >= 0
         members = np.where(present, members, 0)
         lengths = (self.lengths[members] * present).sum(axis=0)
-        # All query terms' postings in one sorted array of (term rank, sentence) keys: one
-        # bisection for every (term, member) pair instead of a loop of small numpy calls per term.
-        starts, ends = self.postings.indptr[terms], self.postings.indptr[terms + 1]
-        picked = np.concatenate([np.arange(a, b) for a, b in zip(starts.tolist(), ends.tolist())])
-        if not len(picked):
-            return sentence, context
-        stride = self.size + 1
-        keys = np.repeat(np.arange(len(terms)) * stride, ends - starts) + self.postings.indices[picked]
-        wanted = (np.arange(len(terms))[:, None, None] * stride + members[None]).ravel()
-        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-        held = (keys[at] == wanted).reshape(len(terms), 3, -1) & present[None]
-        at = picked[at].reshape(held.shape)
+        # Each term's sentence ids are sorted: bisect them (views, no copies: "the" alone has
+        # ~600k postings at 1M sentences) for all members at once, then work on (term, member) arrays.
+        flat = members.ravel()
+        at = np.zeros((len(terms), flat.size), dtype=np.int64)
+        held = np.zeros((len(terms), flat.size), dtype=bool)
+        for row, (first, stop) in enumerate(zip(self.postings.indptr[terms].tolist(), self.postings.indptr[terms + 1].tolist())):
+            if stop > first:
+                holders = self.postings.indices[first:stop]
+                found = np.minimum(np.searchsorted(holders, flat), stop - first - 1)
+                held[row] = holders[found] == flat
+                at[row] = found + first
+        held = held.reshape(len(terms), 3, -1) & present[None]
+        at = at.reshape(held.shape)
         term_idf = (repeats * self._idf[terms])[:, None]
         sentence = (term_idf * np.where(held[:, 0], self._weights[at[:, 0]], 0)).sum(axis=0).astype(np.float32)
         tf = np.where(held, self.postings.data[at], 0).sum(axis=1)  # (terms, n): counts in each context
