@@ -63,13 +63,12 @@ def assert_unchanged(index: Path, before: dict[str, str]) -> None:
 def test_kill_while_embedding(tmp_path: Path, index_copy: Path) -> None:
     before = snapshot(index_copy)
     process = start_add(index_copy, many_articles(tmp_path / "in", 40))
-    # Wait for the model to be loaded and embedding under way: the process is busy for seconds.
+    # Wait for the model runtime to be loaded, then for the encoding it was loaded for to be
+    # under way (~2,900 new texts: tens of seconds of work, of which 3 s have passed at the kill).
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        status = Path(f"/proc/{process.pid}/status").read_text()
-        threads = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
-        if threads > 4 and any(m for m in Path(f"/proc/{process.pid}/maps").read_text().splitlines()
-                               if "libtorch_cpu" in m or "onnxruntime" in m):  # the model runtime is loaded
+        maps = Path(f"/proc/{process.pid}/maps").read_text()
+        if "onnxruntime" in maps or "libtorch_cpu" in maps:
             time.sleep(3.0)
             break
         time.sleep(0.05)
