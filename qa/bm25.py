@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 from scipy import sparse
 
+from qa.dense import top_k
 from qa.lexical import tokenize
 
 DEFAULT_K1 = 0.5
@@ -26,7 +27,7 @@ PARAMS_FILE = "params.json"
 TERMS_FILE = "terms.json"
 _ARRAYS = ("indptr", "sentence_ids", "counts", "context_df")
 _CONTEXT_CHUNK = 100_000  # rows per sparse product when counting context frequencies (bounded memory)
-FULL_SCAN_POSTINGS = 50000  # below this many postings a query is scored densely: simplest and fast
+FULL_SCAN_POSTINGS = 50_000  # below this many postings a query is scored densely: simplest and fast
 
 
 def _idf(df: np.ndarray, documents: int) -> np.ndarray:
@@ -157,14 +158,23 @@ class LexicalIndex:
     def _span(self, term: int) -> slice:
         return slice(self.postings.indptr[term], self.postings.indptr[term + 1])
 
+    def _locate(self, term: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For sentences `ids`: their position in the postings arrays under `term`, and whether
+        they hold the term at all (the position is meaningless where not).
+
+        Bisects the term's sorted sentence ids as a view: "the" alone has ~600k postings at 1M.
+        """
+        first, stop = int(self.postings.indptr[term]), int(self.postings.indptr[term + 1])
+        if stop == first:
+            return np.zeros(ids.shape, dtype=np.int64), np.zeros(ids.shape, dtype=bool)
+        holders = self.postings.indices[first:stop]
+        found = np.minimum(np.searchsorted(holders, ids), stop - first - 1)
+        return found + first, holders[found] == ids
+
     def _lookup(self, term: int, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """`values` of `term`'s postings at sentences `ids` (0 where the sentence lacks the term)."""
-        span = self._span(term)
-        holders, found = self.postings.indices[span], values[span]
-        if not len(holders):
-            return np.zeros(len(ids), dtype=np.float32)
-        at = np.minimum(np.searchsorted(holders, ids), len(holders) - 1)
-        return np.where(holders[at] == ids, found[at], 0).astype(np.float32)
+        """`values` (aligned with the postings) of `term` at sentences `ids`, 0 where the sentence lacks it."""
+        at, held = self._locate(term, ids)
+        return np.where(held, values[at], 0).astype(np.float32)
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every sentence for `query` (zeros when no query term is indexed)."""
@@ -240,19 +250,10 @@ class LexicalIndex:
         present = members >= 0
         members = np.where(present, members, 0)
         lengths = (self.lengths[members] * present).sum(axis=0)
-        # Each term's sentence ids are sorted: bisect them (views, no copies: "the" alone has
-        # ~600k postings at 1M sentences) for all members at once, then work on (term, member) arrays.
-        flat = members.ravel()
-        at = np.zeros((len(terms), flat.size), dtype=np.int64)
-        held = np.zeros((len(terms), flat.size), dtype=bool)
-        for row, (first, stop) in enumerate(zip(self.postings.indptr[terms].tolist(), self.postings.indptr[terms + 1].tolist())):
-            if stop > first:
-                holders = self.postings.indices[first:stop]
-                found = np.minimum(np.searchsorted(holders, flat), stop - first - 1)
-                held[row] = holders[found] == flat
-                at[row] = found + first
-        held = held.reshape(len(terms), 3, -1) & present[None]
-        at = at.reshape(held.shape)
+        # One bisection per term for all members at once, then work on (term, 3, n) arrays.
+        located = [self._locate(int(term), members) for term in terms]
+        at = np.stack([position for position, _ in located])
+        held = np.stack([found for _, found in located]) & present[None]
         term_idf = (repeats * self._idf[terms])[:, None]
         sentence = (term_idf * np.where(held[:, 0], self._weights[at[:, 0]], 0)).sum(axis=0).astype(np.float32)
         tf = np.where(held, self.postings.data[at], 0).sum(axis=1)  # (terms, n): counts in each context
@@ -294,15 +295,9 @@ class LexicalIndex:
 
 
 def _best(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-    """The ids of the `k` highest positive scores (ties: lower id first), sorted ascending."""
+    """The ids (ascending, as `ids` must be) of the `k` highest positive scores, ties to the lower id."""
     positive = scores > 0
-    ids, scores = ids[positive], scores[positive]
-    if len(ids) > k:
-        kth = np.partition(-scores, k - 1)[k - 1]
-        above = -scores < kth
-        tied = np.flatnonzero(-scores == kth)[: k - int(above.sum())]  # ids ascending: lower ids win ties
-        ids = np.sort(np.concatenate([ids[above], ids[tied]]))
-    return ids
+    return np.sort(ids[positive][top_k(scores[positive], k)])
 
 
 def _context_statistics(

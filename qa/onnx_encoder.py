@@ -23,6 +23,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from qa.storage import fsync_dir
+
 log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
@@ -233,9 +235,7 @@ def _export(pipeline: Pipeline, target: Path, read_model: Callable[[], Any]) -> 
         with temp.open("rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temp, target)
-        directory = os.open(target.parent, os.O_RDONLY)  # make the rename itself durable
-        os.fsync(directory)
-        os.close(directory)
+        fsync_dir(target.parent)  # make the rename itself durable
     finally:
         temp.unlink(missing_ok=True)
     encoder.file = target  # its sessions are in memory; a later all-cores session reads the new name

@@ -29,7 +29,8 @@ _DATA_PREFIX = "data-"
 _TMP_SUFFIX = ".partial"
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in `folder` durable."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -43,8 +44,8 @@ def _fsync_tree(folder: Path) -> None:
             with path.open("rb") as handle:
                 os.fsync(handle.fileno())
     for path in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
-        _fsync_dir(path)
-    _fsync_dir(folder)
+        fsync_dir(path)
+    fsync_dir(folder)
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -123,7 +124,7 @@ def new_generation(path: Path) -> Iterator[tuple[Path, str]]:
         yield staging, name
         _fsync_tree(staging)
         staging.rename(path / name)
-        _fsync_dir(path)
+        fsync_dir(path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -138,7 +139,7 @@ def commit(path: Path, manifest: dict[str, Any]) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, path / MANIFEST)
-    _fsync_dir(path)
+    fsync_dir(path)
     for stale in path.glob(_DATA_PREFIX + "*"):
         if stale.name != manifest["data"]:
             shutil.rmtree(stale, ignore_errors=True)
