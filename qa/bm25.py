@@ -27,7 +27,10 @@ PARAMS_FILE = "params.json"
 TERMS_FILE = "terms.json"
 _ARRAYS = ("indptr", "sentence_ids", "counts", "context_df")
 _CONTEXT_CHUNK = 100_000  # rows per sparse product when counting context frequencies (bounded memory)
-FULL_SCAN_POSTINGS = 50_000  # below this many postings a query is scored densely: simplest and fast
+FULL_SCAN_POSTINGS = 50_000  # up to this many postings, every sentence holding a query term is scored
+SEED_POSTINGS = 20_000  # postings of the rarest query terms read to bound the k-th best score
+SEED_FACTOR = 4  # how many of their best sentences, per wanted one, are scored exactly for that bound
+DENSE_SHARE = 0.25  # essential postings above this share of the sentences: one dense pass is cheaper
 
 
 def _idf(df: np.ndarray, documents: int) -> np.ndarray:
@@ -168,7 +171,8 @@ class LexicalIndex:
         if stop == first:
             return np.zeros(ids.shape, dtype=np.int64), np.zeros(ids.shape, dtype=bool)
         holders = self.postings.indices[first:stop]
-        found = np.minimum(np.searchsorted(holders, ids), stop - first - 1)
+        # Needles of the postings' own dtype: mixed dtypes would copy all the postings per call.
+        found = np.minimum(np.searchsorted(holders, ids.astype(holders.dtype, copy=False)), stop - first - 1)
         return found + first, holders[found] == ids
 
     def _lookup(self, term: int, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -195,45 +199,67 @@ class LexicalIndex:
     def top(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The `k` best-scoring sentences with a positive score, as (ids sorted ascending, their scores).
 
-        Exact, without scoring every sentence when the query has common terms (stop words are
-        kept, and "the" alone has ~600k postings at 1M sentences). The rare terms' postings give
-        partial scores r(d); the common terms add between 0 and `bound` (their largest weights)
-        to any sentence. Only sentences with r(d) + bound >= the k-th best r(d) can make the
-        top k among those holding a rare term, so only those are scored exactly; and when the
-        k-th best exact score beats `bound`, no sentence without a rare term can enter either.
-        Otherwise every sentence is scored. Ties at the k-th score keep the lower ids.
+        Exact, without scoring every sentence (stop words are kept, and "the" alone has ~600k
+        postings at 1M sentences): MaxScore pruning (Turtle & Flood, 1995). The exact scores of
+        the likeliest sentences holding the rarest terms give `floor`, a lower bound on the k-th
+        best score. Terms whose largest contributions sum to less than `floor` are optional: a
+        sentence holding only those cannot make the top k. So only the postings of the other,
+        essential terms are read, and only sentences that can still reach `floor` are scored
+        exactly. Ties at the k-th score keep the lower ids.
         """
         terms, repeats = self._query_terms(query)
+        if not len(terms) or k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        factors = repeats * self._idf[terms]
         sizes = np.diff(self.postings.indptr)[terms]
-        if sizes.sum() > FULL_SCAN_POSTINGS:
-            order = np.argsort(sizes, kind="stable")
-            # "Rare" grows with the corpus: at 1M sentences a topical word can hold 30k postings.
-            rare = order[np.cumsum(sizes[order]) <= max(FULL_SCAN_POSTINGS // 2, self.size // 4)]
-            common = np.setdiff1d(np.arange(len(terms)), rare)
-            bound = float(np.sum(repeats[common] * self._idf[terms[common]] * self._ceiling[terms[common]]))
-            if len(rare):
-                spans = [self._span(int(t)) for t in terms[rare]]
-                holders = np.concatenate([self.postings.indices[span] for span in spans])
-                partial = np.concatenate([(r * self._idf[t]) * self._weights[span]
-                                          for r, t, span in zip(repeats[rare], terms[rare], spans)])
-                if len(holders) > self.size // 16:  # many postings: a dense tally beats sorting them
-                    tally = np.bincount(holders, weights=partial, minlength=self.size)
-                    touched = np.flatnonzero(tally)
-                    partial = tally[touched].astype(np.float32)
-                else:
-                    touched, owner = np.unique(holders, return_inverse=True)
-                    partial = np.bincount(owner, weights=partial).astype(np.float32)
-                if len(touched) >= k:
-                    kth = np.partition(partial, len(partial) - k)[len(partial) - k]
-                    hopeful = touched[partial + bound >= kth]
-                    exact = self.scores_of(query, hopeful)
-                    best = _best(hopeful, exact, k)
-                    best_scores = exact[np.searchsorted(hopeful, best)]
-                    if len(best) == k and best_scores.min() > bound:
-                        return best, best_scores
-        every = self.scores(query)
-        best = _best(np.arange(self.size), every, k)
-        return best, every[best]
+        if sizes.sum() <= FULL_SCAN_POSTINGS:
+            return _top_of(*self._holders(terms, factors), k)
+        floor = self._floor(query, terms, factors, sizes, k)
+        impacts = factors * self._ceiling[terms]
+        by_impact = np.argsort(impacts, kind="stable")
+        optional = by_impact[np.cumsum(impacts[by_impact]) < floor]
+        essential = np.setdiff1d(np.arange(len(terms)), optional)
+        if sizes[essential].sum() > DENSE_SHARE * self.size:
+            every = self.scores(query)  # too many to gather: a dense pass is cheaper
+            best = _best(np.arange(self.size), every, k)
+            return best, every[best]
+        ids, partial = self._holders(terms[essential], factors[essential])
+        # Optional terms, largest first: what is still to come shrinks fastest, and with it the
+        # sentences that can still reach the floor.
+        remaining = float(impacts[optional].sum())
+        for term in optional[::-1]:
+            hopeful = partial + remaining >= floor
+            ids, partial = ids[hopeful], partial[hopeful]
+            partial += factors[term] * self._lookup(int(terms[term]), ids, self._weights)
+            remaining -= float(impacts[term])
+        return _top_of(ids, partial, k)
+
+    def _holders(self, terms: np.ndarray, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sentences holding any of `terms` (ascending), with the sum of those terms' scores."""
+        spans = [self._span(int(term)) for term in terms]
+        holders = np.concatenate([self.postings.indices[span] for span in spans])
+        partial = np.concatenate([factor * self._weights[span] for factor, span in zip(factors, spans)])
+        if len(holders) > self.size // 16:  # many postings: a dense tally beats sorting them
+            tally = np.bincount(holders, weights=partial, minlength=self.size)
+            ids = np.flatnonzero(tally)
+            return ids, tally[ids]
+        order = np.argsort(holders, kind="stable")  # sorted runs, one per term: the merge is cheap
+        holders, partial = holders[order], partial[order]
+        firsts = np.flatnonzero(np.diff(holders, prepend=-1))
+        return holders[firsts].astype(np.int64), np.add.reduceat(partial, firsts)
+
+    def _floor(self, query: str, terms: np.ndarray, factors: np.ndarray, sizes: np.ndarray, k: int) -> float:
+        """A lower bound on the k-th best score: the k-th best exact score among the sentences that
+        score best on the rarest terms (0 when fewer than k sentences hold them)."""
+        by_size = np.argsort(sizes, kind="stable")
+        rarest = by_size[: max(1, int(np.searchsorted(np.cumsum(sizes[by_size]), SEED_POSTINGS, side="right")))]
+        ids, partial = self._holders(terms[rarest], factors[rarest])
+        if len(ids) < k:
+            return 0.0
+        likely = np.sort(ids[top_k(partial, SEED_FACTOR * k)])
+        exact = self.scores_of(query, likely)
+        # Scores are float32 sums: a hair of slack keeps the bound safe against rounding.
+        return float(np.partition(exact, len(exact) - k)[len(exact) - k]) * (1 - 1e-5)
 
     def candidate_scores(
         self, query: str, ids: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray]
@@ -292,6 +318,12 @@ class LexicalIndex:
             raise ValueError(f"BM25 files hold {params['sentences']} sentences, the manifest {size}")
         postings = sparse.csc_matrix((arrays["counts"], arrays["sentence_ids"], arrays["indptr"]), shape=(size, len(terms)))
         return cls(terms, postings, arrays["context_df"], int(params["context_length"]), params["k1"], params["b"])
+
+
+def _top_of(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`top`'s answer from sentences `ids` (ascending) and their exact scores."""
+    best = _best(ids, scores, k)
+    return best, scores[np.searchsorted(ids, best)].astype(np.float32)
 
 
 def _best(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:

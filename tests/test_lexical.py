@@ -140,28 +140,47 @@ def test_acronyms_found_from_the_bracket_back() -> None:
     assert expand("the FBI (again)") == "the FBI (again)"  # already bracketed: left alone
 
 
-@pytest.mark.parametrize("budget", [10, 100_000])  # 10: the pruned path for every query; 100k: the full scan
-def test_top_k_and_scores_of_equal_scoring_everything(budget: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bm25, "FULL_SCAN_POSTINGS", budget)
+@pytest.mark.parametrize(
+    "gather_all, seed, dense_share, path",
+    [
+        (100_000, 20_000, 0.25, "gather"),  # few postings: every holder of a query term is scored
+        (10, 5, 100.0, "maxscore"),  # a floor from the rarest term, then only essential postings
+        (10, 100_000, 100.0, "maxscore"),  # the floor from every term's holders
+        (10, 5, 0.0, "dense"),  # too many essential postings: every sentence is scored
+    ],
+)
+def test_top_k_and_scores_of_equal_scoring_everything(
+    gather_all: int, seed: int, dense_share: float, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bm25, "FULL_SCAN_POSTINGS", gather_all)
+    monkeypatch.setattr(bm25, "SEED_POSTINGS", seed)
+    monkeypatch.setattr(bm25, "DENSE_SHARE", dense_share)
     corpus = _corpus(["normans", "robots", "short"])
     lexical = LexicalIndex.build(corpus.lexical_texts(), corpus.neighbours)
-    full_scans = []
-    score_everything = lexical.scores
-    monkeypatch.setattr(lexical, "scores", lambda q: full_scans.append(q) or score_everything(q))
+    dense_passes, gathered = [], []  # per top(): the query's terms, and how many each postings gather read
+    score_everything, holders = lexical.scores, lexical._holders
+    monkeypatch.setattr(lexical, "scores", lambda q: dense_passes.append(q) or score_everything(q))
+    monkeypatch.setattr(lexical, "_holders", lambda terms, factors: gathered.append(len(terms)) or holders(terms, factors))
     some = np.array([0, 3, 5, len(corpus) - 1])
+    pruned = 0
     for question in QUESTIONS:
         every = score_everything(question)
         np.testing.assert_allclose(lexical.scores_of(question, some), every[some], atol=1e-6)
+        asked = len(lexical._query_terms(question)[0])
         for k in (1, 3, 10):
+            gathered.clear()
             ids, scores = lexical.top(question, k)
             # Best k positive scores, ties to the lower id: the same set a sort of everything gives.
             expected = [i for i in sorted(range(len(corpus)), key=lambda i: (-every[i], i)) if every[i] > 0][:k]
             assert ids.tolist() == sorted(expected), question
             np.testing.assert_allclose(scores, every[ids], atol=1e-6)
-    if budget == 10:
-        assert len(full_scans) < 3 * len(QUESTIONS)  # the pruned path answered some queries
+            pruned += bool(gathered) and path == "maxscore" and gathered[-1] < asked
+    if path == "dense":
+        assert len(dense_passes) == 3 * sum(1 for q in QUESTIONS if lexical._query_terms(q)[0].size)
     else:
-        assert len(full_scans) == 3 * len(QUESTIONS)
+        assert not dense_passes
+    if path == "maxscore":
+        assert pruned > 0  # some query's optional terms were never gathered
 
 
 def test_candidate_scores_hold_the_sentence_scores() -> None:
