@@ -81,11 +81,14 @@ def _zscore(values: np.ndarray) -> np.ndarray:
     return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
 
 
-def _paragraph_features(state: Searchable, ids: np.ndarray, query_vector: np.ndarray) -> tuple[np.ndarray, ...]:
+def _paragraph_features(state: Searchable, ids: np.ndarray, query_vector: np.ndarray,
+                        similarities: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """(sentence, mean, paragraph, neighbour) features of the candidates: see the module docstring.
 
-    Every vector needed is in a candidate's paragraph, so the paragraphs are read once, as
-    consecutive runs of rows (one read per paragraph when the vectors are on disk).
+    The cosines come from `similarities` (the query against every sentence) when a flat index
+    computed them; otherwise every vector needed is in a candidate's paragraph, so the
+    paragraphs are read once, as consecutive runs of rows (one read per paragraph on disk).
+    Either way only the sentence and its two neighbours are read for the `mean` feature.
     """
     corpus = state.corpus
     previous, following = corpus.neighbours
@@ -93,20 +96,27 @@ def _paragraph_features(state: Searchable, ids: np.ndarray, query_vector: np.nda
     lengths = ends[ids] - starts[ids]
     firsts = np.cumsum(lengths) - lengths
     members = np.repeat(starts[ids], lengths) + (np.arange(lengths.sum()) - np.repeat(firsts, lengths))
-    rows = np.unique(members)
-    block = np.asarray(state.embeddings[rows], dtype=np.float32)
-    cosines = block @ query_vector
+    has_prev, has_next = previous[ids] >= 0, following[ids] >= 0
+    before = np.where(has_prev, previous[ids], ids)  # a missing neighbour counts as the sentence itself
+    after = np.where(has_next, following[ids], ids)
+    if similarities is None:
+        rows = np.unique(members)
+        block = np.asarray(state.embeddings[rows], dtype=np.float32)
+        cosines = block @ query_vector
+    else:
+        rows = np.unique(np.concatenate([ids, before, after]))
+        block = np.asarray(state.embeddings[rows], dtype=np.float32)
+        cosines = similarities[rows]
 
     def at(sentence_ids: np.ndarray) -> np.ndarray:
         return np.searchsorted(rows, sentence_ids)
 
-    own, has_prev, has_next = at(ids), previous[ids] >= 0, following[ids] >= 0
-    before = at(np.where(has_prev, previous[ids], ids))  # a missing neighbour counts as the sentence itself
-    after = at(np.where(has_next, following[ids], ids))
-    total = block[own] + block[before] * has_prev[:, None] + block[after] * has_next[:, None]
+    own, prev_at, next_at = at(ids), at(before), at(after)
+    total = block[own] + block[prev_at] * has_prev[:, None] + block[next_at] * has_next[:, None]
     mean = (total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)) @ query_vector
-    paragraph = np.maximum.reduceat(cosines[at(members)], firsts)
-    neighbour = np.maximum(cosines[before], cosines[after])
+    paragraph_cosines = similarities[members] if similarities is not None else cosines[at(members)]
+    paragraph = np.maximum.reduceat(paragraph_cosines, firsts)
+    neighbour = np.maximum(cosines[prev_at], cosines[next_at])
     return cosines[own], mean, paragraph, neighbour
 
 
@@ -138,10 +148,11 @@ def rank(question: str, query_vector: np.ndarray, state: Searchable, settings: S
     """Every candidate sentence for a question, best first (ties broken by lower sentence id)."""
     if len(state.corpus) == 0:
         return []
-    ids = candidates(state, question, query_vector, settings.candidates, state.dense.similarities(query_vector))
+    similarities = state.dense.similarities(query_vector)
+    ids = candidates(state, question, query_vector, settings.candidates, similarities)
     bm25, bm25_context = state.lexical.candidate_scores(question, ids, state.corpus.neighbours)
     w = settings.weights
-    sentence_cos, mean, paragraph, neighbour = _paragraph_features(state, ids, query_vector)
+    sentence_cos, mean, paragraph, neighbour = _paragraph_features(state, ids, query_vector, similarities)
     title_cos = np.asarray(state.title_embeddings[ids], dtype=np.float32) @ query_vector
     context_cos = np.asarray(state.context_embeddings[ids], dtype=np.float32) @ query_vector
     cjk = script_of(question) == "CJK"
