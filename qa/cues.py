@@ -82,18 +82,19 @@ def _names(sentence: str) -> frozenset[str]:
     return frozenset(c.lower() for c in capitalised)
 
 
-def _asks(question: str) -> tuple[bool, bool, bool]:
+def asked_cues(question: str) -> tuple[bool, bool, bool]:
+    """Whether the question asks for (a number, a date, a person): a cue not asked for is always 0."""
     return bool(_ASKS_NUMBER.search(question)), bool(_ASKS_DATE.search(question)), bool(_ASKS_PERSON.search(question))
 
 
 def asks_for_cue(question: str) -> bool:
     """True when the question asks for a number, a date or a person (else every cue is 0)."""
-    return any(_asks(question))
+    return any(asked_cues(question))
 
 
 def cue_features(question: str, sentences: Sequence[str]) -> np.ndarray:
     """An (n, 3) 0/1 array: [number cue, date cue, person cue] for each sentence."""
-    asks = _asks(question)
+    asks = asked_cues(question)
     features = np.zeros((len(sentences), 3), dtype=np.float32)
     if not any(asks):
         return features

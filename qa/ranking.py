@@ -27,7 +27,7 @@ import numpy as np
 
 from qa.config import Settings
 from qa.corpus import Corpus
-from qa.cues import asks_for_cue, cue_features
+from qa.cues import asked_cues, asks_for_cue, cue_features
 from qa.dense import DenseIndex, top_k
 from qa.bm25 import LexicalIndex
 from qa.lexical import coverage, phrase_matches
@@ -128,14 +128,16 @@ def _add_cues(
 ) -> None:
     """Add the cue features to `absolute` and `fused` (in place) where they can change the top.
 
-    A cue adds between 0 and `bonus` to a score, so a candidate scoring below the EXACT_TOP-th
-    best by more than `bonus` stays below EXACT_TOP others whatever its cues: its regexes are
-    skipped (they cost ~25 us a sentence, 3-4 ms a question). The first EXACT_TOP hits are
-    exactly what scoring every candidate gives; the ones after them are ordered without cues.
+    The cues the question asks for add between 0 and `bonus` to a score, so a candidate scoring
+    below the EXACT_TOP-th best by more than `bonus` stays below EXACT_TOP others whatever its
+    cues: its regexes are skipped (they cost ~25 us a sentence, 3-4 ms a question). The first
+    EXACT_TOP hits are exactly what scoring every candidate gives; the ones after them are
+    ordered without cues.
     """
     w = settings.weights
-    weights = np.array([w.cue_number, w.cue_date, w.cue_person], dtype=np.float32)
-    bonus = float(np.abs(weights).sum())  # the most cues can move a score, either way
+    asked = np.array(asked_cues(question), dtype=np.float32)  # a cue not asked for is 0 for every sentence
+    weights = np.array([w.cue_number, w.cue_date, w.cue_person], dtype=np.float32) * asked
+    bonus = float(np.abs(weights).sum())  # the most the asked cues can move a score, either way
     top = min(EXACT_TOP, len(fused))
     floor = np.partition(fused, len(fused) - top)[len(fused) - top] - bonus
     rows = np.flatnonzero(fused >= floor)

@@ -22,12 +22,16 @@ CUE_QUESTIONS = [
 def test_cues_skipped_only_where_they_cannot_reach_the_top(seed_index, question: str, monkeypatch) -> None:
     assert asks_for_cue(question)
     state, vector = seed_index._state, seed_index.encoder.encode([question])[0]
-    # Cues strong enough to lift a sentence from far down into the top three.
-    strong = replace(Settings(), weights=replace(Settings().weights, cue_number=4.0, cue_date=4.0, cue_person=4.0))
-    monkeypatch.setattr(ranking, "EXACT_TOP", 10**9)  # every candidate gets its cues
-    everything = ranking.rank(question, vector, state, strong)
-    monkeypatch.setattr(ranking, "EXACT_TOP", 3)
-    shortcut = ranking.rank(question, vector, state, strong)
-    assert len(shortcut) == len(everything) > 3
-    assert shortcut[:3] == everything[:3]
-    assert {h.sentence_id for h in shortcut} == {h.sentence_id for h in everything}
+    # Cue weights from ordinary to strong enough to lift a sentence from far down to the top,
+    # and several window sizes: a bound that is too tight shows up in some of these.
+    for weight in (1.0, 2.0, 4.0, 8.0):
+        settings = replace(Settings(), weights=replace(Settings().weights, cue_number=weight, cue_date=weight,
+                                                       cue_person=weight))
+        monkeypatch.setattr(ranking, "EXACT_TOP", 10**9)  # every candidate gets its cues
+        everything = ranking.rank(question, vector, state, settings)
+        for exact_top in (1, 3, 5):
+            monkeypatch.setattr(ranking, "EXACT_TOP", exact_top)
+            shortcut = ranking.rank(question, vector, state, settings)
+            assert len(shortcut) == len(everything) > exact_top
+            assert shortcut[:exact_top] == everything[:exact_top], (weight, exact_top)
+            assert {h.sentence_id for h in shortcut} == {h.sentence_id for h in everything}
