@@ -84,10 +84,15 @@ def select(
     """Up to `limit` hits: the best first, then runners-up within `ratio` of it that say something new."""
     chosen: list[Hit] = []
     seen_texts: set[str] = set()
+    seen_exact: set[str] = set()  # verbatim copies (syndicated stories) are skipped before any other work
     for hit in hits:
         if len(chosen) >= limit or (chosen and hit.score < ratio * chosen[0].score):
             break
-        text = _normalised(corpus.sentence(hit.sentence_id))
+        exact = corpus.sentence(hit.sentence_id)
+        if exact in seen_exact:
+            continue
+        seen_exact.add(exact)
+        text = _normalised(exact)
         vector = embeddings[hit.sentence_id]
         repeats = text in seen_texts or any(
             float(vector @ embeddings[c.sentence_id]) >= near_duplicate for c in chosen
