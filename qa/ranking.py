@@ -43,6 +43,7 @@ class Searchable(Protocol):
     context_embeddings: np.ndarray
     dense: DenseIndex
     lexical: LexicalIndex
+    neighbour_dots: np.ndarray  # see `neighbour_dots`; read only when the dense index is flat
 
 
 class Hit(NamedTuple):
@@ -81,14 +82,33 @@ def _zscore(values: np.ndarray) -> np.ndarray:
     return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
 
 
+def neighbour_dots(vectors: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(n, 3) dot products of each sentence's vector with its previous and next sentence's, and of
+    those two with each other (0 where a neighbour is missing): with them, the `mean` feature
+    needs no vector reads when every cosine is already known."""
+    previous, following = neighbours
+    dots = np.zeros((len(vectors), 3), dtype=np.float32)
+    for first in range(0, len(vectors), 8192):  # bounded temporaries
+        rows = np.arange(first, min(first + 8192, len(vectors)))
+        own = np.asarray(vectors[rows], dtype=np.float32)
+        before = np.asarray(vectors[np.maximum(previous[rows], 0)], dtype=np.float32)
+        after = np.asarray(vectors[np.maximum(following[rows], 0)], dtype=np.float32)
+        has_prev, has_next = previous[rows] >= 0, following[rows] >= 0
+        dots[rows, 0] = np.einsum("ij,ij->i", own, before) * has_prev
+        dots[rows, 1] = np.einsum("ij,ij->i", own, after) * has_next
+        dots[rows, 2] = np.einsum("ij,ij->i", before, after) * (has_prev & has_next)
+    return dots
+
+
 def _paragraph_features(state: Searchable, ids: np.ndarray, query_vector: np.ndarray,
                         similarities: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """(sentence, mean, paragraph, neighbour) features of the candidates: see the module docstring.
 
-    The cosines come from `similarities` (the query against every sentence) when a flat index
-    computed them; otherwise every vector needed is in a candidate's paragraph, so the
-    paragraphs are read once, as consecutive runs of rows (one read per paragraph on disk).
-    Either way only the sentence and its two neighbours are read for the `mean` feature.
+    With `similarities` (the query against every sentence, from a flat index) every cosine is
+    known and the mean of three unit vectors follows from their pairwise dot products
+    (`Searchable.neighbour_dots`): nothing is read. Otherwise every vector needed is in a
+    candidate's paragraph, so the paragraphs are read once, as consecutive runs of rows (one
+    read per paragraph when the vectors are on disk).
     """
     corpus = state.corpus
     previous, following = corpus.neighbours
@@ -99,14 +119,18 @@ def _paragraph_features(state: Searchable, ids: np.ndarray, query_vector: np.nda
     has_prev, has_next = previous[ids] >= 0, following[ids] >= 0
     before = np.where(has_prev, previous[ids], ids)  # a missing neighbour counts as the sentence itself
     after = np.where(has_next, following[ids], ids)
-    if similarities is None:
-        rows = np.unique(members)
-        block = np.asarray(state.embeddings[rows], dtype=np.float32)
-        cosines = block @ query_vector
-    else:
-        rows = np.unique(np.concatenate([ids, before, after]))
-        block = np.asarray(state.embeddings[rows], dtype=np.float32)
-        cosines = similarities[rows]
+    if similarities is not None:
+        own, prev_cos, next_cos = similarities[ids], similarities[before], similarities[after]
+        dots = state.neighbour_dots[ids]
+        with_prev, with_next = has_prev.astype(np.float32), has_next.astype(np.float32)
+        # |a + b + c|^2 for unit vectors, counting only the neighbours that exist.
+        squared = 1 + with_prev + with_next + 2 * (dots[:, 0] + dots[:, 1] + dots[:, 2])
+        mean = (own + with_prev * prev_cos + with_next * next_cos) / np.sqrt(np.maximum(squared, 1e-12))
+        paragraph = np.maximum.reduceat(similarities[members], firsts)
+        return own, mean, paragraph, np.maximum(prev_cos, next_cos)
+    rows = np.unique(members)
+    block = np.asarray(state.embeddings[rows], dtype=np.float32)
+    cosines = block @ query_vector
 
     def at(sentence_ids: np.ndarray) -> np.ndarray:
         return np.searchsorted(rows, sentence_ids)
@@ -114,8 +138,7 @@ def _paragraph_features(state: Searchable, ids: np.ndarray, query_vector: np.nda
     own, prev_at, next_at = at(ids), at(before), at(after)
     total = block[own] + block[prev_at] * has_prev[:, None] + block[next_at] * has_next[:, None]
     mean = (total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)) @ query_vector
-    paragraph_cosines = similarities[members] if similarities is not None else cosines[at(members)]
-    paragraph = np.maximum.reduceat(paragraph_cosines, firsts)
+    paragraph = np.maximum.reduceat(cosines[at(members)], firsts)
     neighbour = np.maximum(cosines[prev_at], cosines[next_at])
     return cosines[own], mean, paragraph, neighbour
 
