@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from qa import ranking
@@ -35,3 +36,18 @@ def test_cues_skipped_only_where_they_cannot_reach_the_top(seed_index, question:
             assert len(shortcut) == len(everything) > exact_top
             assert shortcut[:exact_top] == everything[:exact_top], (weight, exact_top)
             assert {h.sentence_id for h in shortcut} == {h.sentence_id for h in everything}
+
+
+def test_paragraph_features_from_similarities_equal_those_from_vectors(seed_index) -> None:
+    """The flat shortcut (cosines from the full similarity vector, the mean from neighbour dot
+    products) gives what reading every paragraph's vectors gives."""
+    state = seed_index._state
+    question = "How many industrial robots were installed in China in 2022?"
+    vector = seed_index.encoder.encode([question])[0]
+    similarities = state.dense.similarities(vector)
+    assert similarities is not None
+    ids = np.arange(len(state.corpus))  # every sentence: first, middle and last of paragraphs, one-sentence ones
+    shortcut = ranking._paragraph_features(state, ids, vector, similarities)
+    from_vectors = ranking._paragraph_features(state, ids, vector)
+    for name, fast, slow in zip(("sentence", "mean", "paragraph", "neighbour"), shortcut, from_vectors):
+        np.testing.assert_allclose(fast, slow, atol=1e-5, err_msg=name)
