@@ -54,6 +54,8 @@ _CACHED_SENTENCES = 50_000
 
 
 def _words(sentence: str) -> set[str]:
+    if sentence.isascii():  # lower-casing the whole sentence first is 2x faster, and the same in ASCII
+        return set(_WORD.findall(sentence.lower()))
     return set(map(str.lower, _WORD.findall(sentence)))
 
 
