@@ -63,3 +63,19 @@ def test_scale_figures(report: dict) -> None:
     assert scale["recall_at_10"] == 1.0  # flat search is exact
     assert scale["disk_mib"] > 3000 * 384 * 4 / 2**20  # at least the float32 vectors
     assert scale["answer"]["count"] == 8
+
+
+def test_proximity_sweep_runs_on_a_slice(tmp_path: Path) -> None:
+    """bench.proximity (the term-proximity lever in docs/quality.md) on two articles."""
+    from bench.proximity import WEIGHTS, content_pairs, main, triples
+
+    assert content_pairs("Domestic LLM developers train their models") == {
+        ("domest", "llm"), ("llm", "develop"), ("develop", "train"), ("train", "model")}
+    assert ("train", "their", "model") in triples("they train their models") and ("the", "of", "a") not in triples(
+        "the of a")
+    out = tmp_path / "proximity.json"
+    assert main(["--data", str(SQUAD_DEV), "--articles", "2", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 3 * len(WEIGHTS)
+    baseline = {round(r["mrr_full"], 9) for r in rows if r["weight"] == 0.0}
+    assert len(baseline) == 1 and 0.3 < baseline.pop() <= 1.0  # weight 0 is the engine's own ranking
