@@ -34,7 +34,7 @@ def _rows(all_stages: dict[str, Any]) -> list[Row]:
     if q := stages.get("answer"):
         rows.append((f"answer() at 10k sentences, p50 / p95 ({q['answer']['count']} questions)",
                      f"{q['answer']['p50_ms']:.1f} / {q['answer']['p95_ms']:.1f} ms",
-                     f"encode the question: {q['encode']['p50_ms']:.1f} ms", f"{q['p50_ratio']:.2f}", "<= 1.5",
+                     f"encode the question: {q['encode']['p50_ms']:.1f} ms", f"{q['p50_ratio']:.3f}", "<= 1.5",
                      _ok(q["p50_ratio"], 1.5, below=True)))
         rows.append(("Serving process at 10k: peak RSS / load time", f"{q['memory']['peak_rss_mib']:.0f} MiB",
                      f"loaded in {q['load_s']:.1f} s", "-", "-", None))
@@ -49,7 +49,7 @@ def _rows(all_stages: dict[str, Any]) -> list[Row]:
                      f"without exact re-scoring: {s['recall_at_10_no_rescore']:.3f}", "-", ">= 0.95",
                      _ok(s["recall_at_10"], 0.95, below=False)))
         rows.append((f"{label}: answer() p50 / p95", f"{s['answer']['p50_ms']:.1f} / {s['answer']['p95_ms']:.1f} ms",
-                     f"encode the question: {s['encode']['p50_ms']:.1f} ms", f"{s['p50_ratio']:.2f}", "<= 3",
+                     f"encode the question: {s['encode']['p50_ms']:.1f} ms", f"{s['p50_ratio']:.3f}", "<= 3",
                      _ok(s["p50_ratio"], 3.0, below=True)))
         rows.append((f"{label}: serving process peak RSS", f"{s['memory']['peak_rss_mib']:,.0f} MiB",
                      f"loaded in {s['load_s']:.1f} s", "-", "<= 1536 MiB",

@@ -13,7 +13,8 @@ checked on the other half (bench/recipes.py, docs/quality.md). Features, per can
     bm25_context BM25 of the sentence with its paragraph neighbours, z-scored over the candidates
     cues         0/1: the question asks for a number/date/person and the sentence has a new one
     phrase       how many of the question's adjacent word pairs the sentence holds (off by default:
-                 it fixed one seed question and broke two others)
+                 within noise on SQuAD, and no weight passes every seed question;
+                 `python -m bench.proximity`, docs/quality.md)
 
 `Hit.confidence` is the part that does not depend on the other candidates. For questions in
 CJK script the cosine features are replaced by term coverage (the default model is English-only).
