@@ -220,9 +220,7 @@ class LexicalIndex:
         optional = by_impact[np.cumsum(impacts[by_impact]) < floor]
         essential = np.setdiff1d(np.arange(len(terms)), optional)
         if sizes[essential].sum() > DENSE_SHARE * self.size:
-            every = self.scores(query)  # too many to gather: a dense pass is cheaper
-            best = _best(np.arange(self.size), every, k)
-            return best, every[best]
+            return _top_of(np.arange(self.size), self.scores(query), k)  # too many to gather: a dense pass is cheaper
         ids, partial = self._holders(terms[essential], factors[essential])
         # Optional terms, largest first: what is still to come shrinks fastest, and with it the
         # sentences that can still reach the floor.
