@@ -21,7 +21,6 @@ import argparse
 import functools
 import json
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -34,23 +33,14 @@ import numpy as np
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "squad-dev-v1.1.json.gz"
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5)
-_WORD = re.compile(r"[^\W_]+(?:['’][^\W\d_]+)?")
-
-
-def _stems(text: str) -> tuple[list[str], list[str]]:
-    from qa.lexical import _stemmer
-
-    words = [w.replace("’", "'") for w in _WORD.findall(text.lower())]
-    return words, _stemmer().stemWords(words) if words else []
-
 
 @functools.lru_cache(maxsize=100_000)  # candidate sentences recur across questions
 def content_pairs(text: str) -> frozenset[tuple[str, ...]]:
     """Adjacent stems once stop words are dropped."""
-    from qa.lexical import _stopwords
+    from qa.lexical import _stopwords, stemmed_words
 
     stop = _stopwords()
-    words, stems = _stems(text)
+    words, stems = stemmed_words(text)
     kept = [s for w, s in zip(words, stems) if w not in stop]
     return frozenset(zip(kept, kept[1:]))
 
@@ -58,10 +48,10 @@ def content_pairs(text: str) -> frozenset[tuple[str, ...]]:
 @functools.lru_cache(maxsize=100_000)
 def triples(text: str) -> frozenset[tuple[str, ...]]:
     """Three adjacent stems, except stop-word-only triples."""
-    from qa.lexical import _stopwords
+    from qa.lexical import _stopwords, stemmed_words
 
     stop = _stopwords()
-    words, stems = _stems(text)
+    words, stems = stemmed_words(text)
     return frozenset(tuple(stems[i:i + 3]) for i in range(len(stems) - 2) if not all(w in stop for w in words[i:i + 3]))
 
 

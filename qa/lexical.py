@@ -66,11 +66,16 @@ def _stopwords() -> frozenset[str]:
     return frozenset(STOPWORDS_EN)
 
 
+def stemmed_words(text: str) -> tuple[list[str], list[str]]:
+    """The lower-cased words and numbers of `text` in order (CJK runs left out), and their stems."""
+    words = [m.group().replace(",", "") for m in _TOKEN.finditer(text.lower()) if not _CJK_RUN.match(m.group())]
+    return words, _stemmer().stemWords(words) if words else []
+
+
 def phrase_pairs(text: str) -> set[tuple[str, str]]:
     """Adjacent pairs of stemmed words ("train their", "their model"), except stop-word-only pairs."""
-    words = [m.group().replace(",", "") for m in _TOKEN.finditer(text.lower()) if not _CJK_RUN.match(m.group())]
+    words, stems = stemmed_words(text)
     stopwords = _stopwords()
-    stems = _stemmer().stemWords(words) if words else []
     return {
         (stems[i], stems[i + 1])
         for i in range(len(stems) - 1)
