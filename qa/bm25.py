@@ -12,8 +12,9 @@ candidates only, with its document frequencies kept up to date on add and remove
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -31,6 +32,25 @@ FULL_SCAN_POSTINGS = 50_000  # up to this many postings, every sentence holding 
 SEED_POSTINGS = 20_000  # postings of the rarest query terms read to bound the k-th best score
 SEED_FACTOR = 4  # how many of their best sentences, per wanted one, are scored exactly for that bound
 DENSE_SHARE = 0.25  # essential postings above this share of the sentences: one dense pass is cheaper
+
+
+class _Gathered(NamedTuple):
+    """Every posting of a query's terms, read once and shared by `top` and `candidate_scores`."""
+
+    positions: np.ndarray  # in the postings arrays, term after term
+    keys: np.ndarray  # term row x sentences + sentence id: ascending, so one bisection serves all terms
+    ids: np.ndarray  # the sentences holding any of the terms, ascending
+    scores: np.ndarray  # their BM25 scores
+
+
+class _Query(NamedTuple):
+    """A query as the index reads it: computed once per question, then shared by every lookup."""
+
+    text: str
+    terms: np.ndarray  # distinct indexed term ids, ascending
+    repeats: np.ndarray  # how often each occurs in the query (repeats count, as in bm25s)
+    factors: np.ndarray  # repeats x idf: what each term's saturated weight is multiplied by
+    gathered: _Gathered | None  # all the terms' postings, when there are at most FULL_SCAN_POSTINGS
 
 
 def _idf(df: np.ndarray, documents: int) -> np.ndarray:
@@ -85,7 +105,7 @@ class LexicalIndex:
         self.size = postings.shape[0]
         self.lengths = np.bincount(postings.indices, weights=postings.data, minlength=self.size).astype(np.int64)
         self._vocabulary = {term: i for i, term in enumerate(terms)}
-        self._last_query: tuple[str, tuple[np.ndarray, np.ndarray]] | None = None
+        self._last_query: _Query | None = None
         mean_length = float(self.lengths.mean()) if self.size else 0.0
         self._weights = _saturation(postings.data, self.lengths[postings.indices], mean_length, k1, b)
         self._idf = _idf(np.diff(postings.indptr), self.size)
@@ -148,15 +168,35 @@ class LexicalIndex:
 
     # --- reading -----------------------------------------------------------
 
-    def _query_terms(self, query: str) -> tuple[np.ndarray, np.ndarray]:
-        """Distinct indexed query terms and how often each occurs (repeats count, as in bm25s)."""
+    def _query(self, query: str) -> _Query:
+        """The query's indexed terms, and their postings when few (see `_Query`)."""
         last = self._last_query  # a question is looked up two or three times in a row
-        if last is not None and last[0] == query:
-            return last[1]
-        ids = [self._vocabulary[t] for t in tokenize(query) if t in self._vocabulary]
-        terms = np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)
-        self._last_query = (query, terms)  # one tuple swap: safe when threads race
-        return terms
+        if last is not None and last.text == query:
+            return last
+        vocabulary = self._vocabulary
+        counted = sorted(Counter(vocabulary[t] for t in tokenize(query) if t in vocabulary).items())
+        # Built in Python: for a dozen ids np.unique costs twice as much.
+        terms = np.array([term for term, _ in counted], dtype=np.int64)
+        repeats = np.array([times for _, times in counted], dtype=np.int64)
+        factors = repeats * self._idf[terms]
+        postings = int((self.postings.indptr[terms + 1] - self.postings.indptr[terms]).sum())
+        gathered = self._gather(terms, factors) if 0 < postings <= FULL_SCAN_POSTINGS else None
+        self._last_query = _Query(query, terms, repeats, factors, gathered)  # one swap: safe when threads race
+        return self._last_query
+
+    def _positions(self, terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where every posting of `terms` sits in the postings arrays, term after term, and the
+        row in `terms` of each one's term."""
+        starts = self.postings.indptr[terms]
+        sizes = self.postings.indptr[terms + 1] - starts
+        positions = np.arange(int(sizes.sum())) + np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
+        return positions, np.repeat(np.arange(len(terms)), sizes)
+
+    def _gather(self, terms: np.ndarray, factors: np.ndarray) -> _Gathered:
+        positions, rows = self._positions(terms)
+        holders = self.postings.indices[positions]
+        ids, scores = _merge(holders, self._weights[positions] * factors[rows], self.size)
+        return _Gathered(positions, holders + rows * self.size, ids, scores)
 
     def _span(self, term: int) -> slice:
         return slice(self.postings.indptr[term], self.postings.indptr[term + 1])
@@ -175,6 +215,17 @@ class LexicalIndex:
         found = np.minimum(np.searchsorted(holders, ids.astype(holders.dtype, copy=False)), stop - first - 1)
         return found + first, holders[found] == ids
 
+    def _locate_terms(self, query: _Query, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`_locate` for each of the query's terms, as arrays of shape (terms, *ids.shape): one
+        bisection of the gathered postings' keys when there are some, else one per term."""
+        gathered = query.gathered
+        if gathered is None:
+            located = [self._locate(int(term), ids) for term in query.terms]
+            return np.stack([at for at, _ in located]), np.stack([held for _, held in located])
+        needles = (np.arange(len(query.terms), dtype=np.int64) * self.size).reshape(-1, *[1] * ids.ndim) + ids
+        found = np.minimum(np.searchsorted(gathered.keys, needles), len(gathered.keys) - 1)
+        return gathered.positions[found], gathered.keys[found] == needles
+
     def _lookup(self, term: int, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
         """`values` (aligned with the postings) of `term` at sentences `ids`, 0 where the sentence lacks it."""
         at, held = self._locate(term, ids)
@@ -183,7 +234,8 @@ class LexicalIndex:
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every sentence for `query` (zeros when no query term is indexed)."""
         scores = np.zeros(self.size, dtype=np.float32)
-        for term, repeats in zip(*self._query_terms(query)):
+        q = self._query(query)
+        for term, repeats in zip(q.terms, q.repeats):
             span = self._span(term)
             scores[self.postings.indices[span]] += (repeats * self._idf[term]) * self._weights[span]
         return scores
@@ -192,7 +244,8 @@ class LexicalIndex:
         """BM25 scores of sentences `ids` only (the same values as `scores(query)[ids]`)."""
         ids = np.asarray(ids, dtype=np.int64)
         total = np.zeros(len(ids), dtype=np.float32)
-        for term, repeats in zip(*self._query_terms(query)):
+        q = self._query(query)
+        for term, repeats in zip(q.terms, q.repeats):
             total += (repeats * self._idf[term]) * self._lookup(term, ids, self._weights)
         return total
 
@@ -207,13 +260,13 @@ class LexicalIndex:
         essential terms are read, and only sentences that can still reach `floor` are scored
         exactly. Ties at the k-th score keep the lower ids.
         """
-        terms, repeats = self._query_terms(query)
+        q = self._query(query)
+        terms, factors = q.terms, q.factors
         if not len(terms) or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        factors = repeats * self._idf[terms]
+        if q.gathered is not None:
+            return _top_of(q.gathered.ids, q.gathered.scores, k)
         sizes = np.diff(self.postings.indptr)[terms]
-        if sizes.sum() <= FULL_SCAN_POSTINGS:
-            return _top_of(*self._holders(terms, factors), k)
         floor = self._floor(query, terms, factors, sizes, k)
         impacts = factors * self._ceiling[terms]
         by_impact = np.argsort(impacts, kind="stable")
@@ -234,17 +287,8 @@ class LexicalIndex:
 
     def _holders(self, terms: np.ndarray, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sentences holding any of `terms` (ascending), with the sum of those terms' scores."""
-        spans = [self._span(int(term)) for term in terms]
-        holders = np.concatenate([self.postings.indices[span] for span in spans])
-        partial = np.concatenate([factor * self._weights[span] for factor, span in zip(factors, spans)])
-        if len(holders) > self.size // 16:  # many postings: a dense tally beats sorting them
-            tally = np.bincount(holders, weights=partial, minlength=self.size)
-            ids = np.flatnonzero(tally)
-            return ids, tally[ids]
-        order = np.argsort(holders, kind="stable")  # sorted runs, one per term: the merge is cheap
-        holders, partial = holders[order], partial[order]
-        firsts = np.flatnonzero(np.diff(holders, prepend=-1))
-        return holders[firsts].astype(np.int64), np.add.reduceat(partial, firsts)
+        positions, rows = self._positions(terms)
+        return _merge(self.postings.indices[positions], self._weights[positions] * factors[rows], self.size)
 
     def _floor(self, query: str, terms: np.ndarray, factors: np.ndarray, sizes: np.ndarray, k: int) -> float:
         """A lower bound on the k-th best score: the k-th best exact score among the sentences that
@@ -264,7 +308,8 @@ class LexicalIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """BM25 of sentences `ids`, and of their contexts (sentence + paragraph neighbours) as if each
         were a document: one bisection per query term serves both."""
-        terms, repeats = self._query_terms(query)
+        q = self._query(query)
+        terms, repeats = q.terms, q.repeats
         ids = np.asarray(ids, dtype=np.int64)
         sentence, context = np.zeros(len(ids), dtype=np.float32), np.zeros(len(ids), dtype=np.float32)
         if not len(terms) or not len(ids):
@@ -274,12 +319,9 @@ class LexicalIndex:
         present = members >= 0
         members = np.where(present, members, 0)
         lengths = (self.lengths[members] * present).sum(axis=0)
-        # One bisection per term for all members at once, then work on (term, 3, n) arrays.
-        located = [self._locate(int(term), members) for term in terms]
-        at = np.stack([position for position, _ in located])
-        held = np.stack([found for _, found in located]) & present[None]
-        term_idf = (repeats * self._idf[terms])[:, None]
-        sentence = (term_idf * np.where(held[:, 0], self._weights[at[:, 0]], 0)).sum(axis=0).astype(np.float32)
+        at, held = self._locate_terms(q, members)  # (terms, 3, n)
+        held &= present[None]
+        sentence = (q.factors[:, None] * np.where(held[:, 0], self._weights[at[:, 0]], 0)).sum(axis=0).astype(np.float32)
         tf = np.where(held, self.postings.data[at], 0).sum(axis=1)  # (terms, n): counts in each context
         mean_length = self.context_length / self.size
         weights = _saturation(tf, lengths[None, :], mean_length, self.k1, self.b)
@@ -316,6 +358,19 @@ class LexicalIndex:
             raise ValueError(f"BM25 files hold {params['sentences']} sentences, the manifest {size}")
         postings = sparse.csc_matrix((arrays["counts"], arrays["sentence_ids"], arrays["indptr"]), shape=(size, len(terms)))
         return cls(terms, postings, arrays["context_df"], int(params["context_length"]), params["k1"], params["b"])
+
+
+def _merge(holders: np.ndarray, partial: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Postings (sentence ids in runs, one ascending run per term) and their score parts, summed
+    per sentence: (ids ascending, total scores)."""
+    if len(holders) > size // 16:  # many postings: a dense tally beats sorting them
+        tally = np.bincount(holders, weights=partial, minlength=size)
+        ids = np.flatnonzero(tally)
+        return ids, tally[ids]
+    order = np.argsort(holders, kind="stable")  # sorted runs, one per term: the merge is cheap
+    holders, partial = holders[order], partial[order]
+    firsts = np.flatnonzero(np.diff(holders, prepend=-1))
+    return holders[firsts].astype(np.int64), np.add.reduceat(partial, firsts)
 
 
 def _top_of(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -61,7 +61,14 @@ def _context_texts(corpus: Corpus) -> list[str]:
     return corpus.embedding_texts()[2]
 
 
-def test_scores_equal_bm25s_for_sentences_and_their_contexts() -> None:
+# The postings of a question's terms are gathered once when few (one bisection of them all);
+# otherwise each term's postings are bisected on their own. Both must give the same scores.
+LOOKUPS = pytest.mark.parametrize("gather_all", [100_000, 0], ids=["gathered", "per-term"])
+
+
+@LOOKUPS
+def test_scores_equal_bm25s_for_sentences_and_their_contexts(gather_all: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bm25, "FULL_SCAN_POSTINGS", gather_all)
     corpus = _corpus(["normans", "robots"])
     lexical = LexicalIndex.build(corpus.lexical_texts(), corpus.neighbours)
     sentences, contexts = _bm25s(corpus.lexical_texts()), _bm25s(_context_texts(corpus))
@@ -166,7 +173,7 @@ def test_top_k_and_scores_of_equal_scoring_everything(
     for question in QUESTIONS:
         every = score_everything(question)
         np.testing.assert_allclose(lexical.scores_of(question, some), every[some], atol=1e-6)
-        asked = len(lexical._query_terms(question)[0])
+        asked = len(lexical._query(question).terms)
         for k in (1, 3, 10):
             gathered.clear()
             ids, scores = lexical.top(question, k)
@@ -176,14 +183,16 @@ def test_top_k_and_scores_of_equal_scoring_everything(
             np.testing.assert_allclose(scores, every[ids], atol=1e-6)
             pruned += bool(gathered) and path == "maxscore" and gathered[-1] < asked
     if path == "dense":
-        assert len(dense_passes) == 3 * sum(1 for q in QUESTIONS if lexical._query_terms(q)[0].size)
+        assert len(dense_passes) == 3 * sum(1 for q in QUESTIONS if lexical._query(q).terms.size)
     else:
         assert not dense_passes
     if path == "maxscore":
         assert pruned > 0  # some query's optional terms were never gathered
 
 
-def test_candidate_scores_hold_the_sentence_scores() -> None:
+@LOOKUPS
+def test_candidate_scores_hold_the_sentence_scores(gather_all: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bm25, "FULL_SCAN_POSTINGS", gather_all)
     corpus = _corpus(["normans", "robots"])
     lexical = LexicalIndex.build(corpus.lexical_texts(), corpus.neighbours)
     ids = np.array([1, 2, len(corpus) - 2])
