@@ -131,6 +131,7 @@ class Index:
         self.settings = settings
         self._state = state
         self._write_lock = threading.Lock()
+        self._manifest_file = os.fspath(self.path / storage.MANIFEST)  # stat before every answer: no Path joins
         self._manifest_stamp = self._stamp()
         self.build_report: AddReport | None = None  # set by `build`: which files went in
 
@@ -211,7 +212,7 @@ class Index:
 
     def _stamp(self) -> int:
         try:
-            return os.stat(self.path / storage.MANIFEST).st_mtime_ns
+            return os.stat(self._manifest_file).st_mtime_ns
         except OSError:
             return 0
 

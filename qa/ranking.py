@@ -78,9 +78,11 @@ def candidates(state: Searchable, question: str, query_vector: np.ndarray, k: in
     return np.union1d(dense_ids, lexical_ids).astype(np.int64)
 
 
-def _zscore(values: np.ndarray) -> np.ndarray:
-    spread = float(values.std())
-    return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
+def _zscores(rows: np.ndarray) -> np.ndarray:
+    """Each row z-scored; a constant row gives zeros."""
+    spread = rows.std(axis=1, keepdims=True)
+    centred = rows - rows.mean(axis=1, keepdims=True)
+    return np.divide(centred, spread, out=np.zeros_like(centred), where=spread > 0)
 
 
 def neighbour_dots(vectors: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -197,10 +199,11 @@ def rank(question: str, query_vector: np.ndarray, state: Searchable, settings: S
         # The default encoder is English-only: its cosines between CJK texts are high and
         # meaningless, so term coverage stands in for them, on the same scale.
         absolute = coverage(question, sentences) * (w.sentence + w.title + w.context + w.mean + w.paragraph + w.neighbour)
-    fused = absolute + w.bm25 * _zscore(bm25) + w.bm25_context * _zscore(bm25_context) + w.phrase * phrases
+    bm25_z, context_z = _zscores(np.stack([bm25, bm25_context]))
+    fused = absolute + w.bm25 * bm25_z + w.bm25_context * context_z + w.phrase * phrases
     if asks_for_cue(question) and not cjk:
         _add_cues(question, state, ids, absolute, fused, settings)
     order = np.lexsort((ids, -fused))
     columns = zip(ids[order].tolist(), fused[order].tolist(), absolute[order].tolist(),
                   sentence_cos[order].tolist(), bm25[order].tolist())
-    return [Hit(*row) for row in columns]
+    return list(map(Hit._make, columns))
