@@ -212,11 +212,13 @@ def _commit_generated(index: "Index", corpus: "Corpus", vectors: list[np.ndarray
     from qa.dense import DenseIndex
     from qa.ingest.dedup import NearDuplicates
     from qa.bm25 import LexicalIndex
+    from qa.cues import CueTable
 
     lexical = LexicalIndex.build(corpus.lexical_texts(), corpus.neighbours)
+    cues = CueTable.empty().extend(corpus.texts())
     signatures = NearDuplicates(corpus.articles).signatures
     scripts = Counter({"LATIN": len(corpus.articles)})
-    index._commit(corpus, vectors, {"created": "generated"}, DenseIndex.build(vectors[0]), lexical, signatures, scripts)
+    index._commit(corpus, vectors, {"created": "generated"}, DenseIndex.build(vectors[0]), lexical, cues, signatures, scripts)
 
 
 def _add_one(path: Path) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from scipy import sparse
 
+from qa.arrays import ranges
 from qa.dense import top_k
 from qa.lexical import tokenize
 
@@ -189,8 +190,7 @@ class LexicalIndex:
         row in `terms` of each one's term."""
         starts = self.postings.indptr[terms]
         sizes = self.postings.indptr[terms + 1] - starts
-        positions = np.arange(int(sizes.sum())) + np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
-        return positions, np.repeat(np.arange(len(terms)), sizes)
+        return ranges(starts, sizes), np.repeat(np.arange(len(terms)), sizes)
 
     def _gather(self, terms: np.ndarray, factors: np.ndarray) -> _Gathered:
         positions, rows = self._positions(terms)

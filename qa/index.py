@@ -19,6 +19,7 @@ from qa.answering import Answer, compose
 from qa.articles import ARTICLE_SUFFIXES, Article
 from qa.config import Settings, default_index_path, default_source_path
 from qa.corpus import Corpus
+from qa.cues import CueTable
 from qa.dense import DenseIndex, load_vectors
 from qa.encoder import DEFAULT_MODEL, Encoder
 from qa.errors import (
@@ -35,6 +36,7 @@ VECTOR_FILES = ("embeddings.npy", "title-embeddings.npy", "context-embeddings.np
 EMBEDDINGS_FILE = VECTOR_FILES[0]
 DENSE_FILE = "dense.faiss"
 LEXICAL_FOLDER = "bm25"
+CUES_FOLDER = "cues"
 SIGNATURES_FILE = "minhash.npy"  # near-duplicate signatures of the articles, row = article row
 
 
@@ -74,6 +76,7 @@ class _State:
     context_embeddings: np.ndarray  # row i: sentence i between its paragraph neighbours
     dense: DenseIndex
     lexical: LexicalIndex  # BM25 of sentences, and of their contexts for the candidates
+    cues: CueTable  # each sentence's numbers, dates and names, for the question-type cues
     signatures: np.ndarray  # (articles, 128) MinHash signatures, read when an add checks near-duplicates
     manifest: dict[str, Any]
 
@@ -115,7 +118,8 @@ def _empty_state(dimension: int, manifest: dict[str, Any]) -> _State:
 
     vectors = [np.zeros((0, dimension), dtype=np.float32)] * len(VECTOR_FILES)
     signatures = np.zeros((0, PERMUTATIONS), dtype=np.uint64)
-    return _State(Corpus.empty(), *vectors, DenseIndex.build(vectors[0]), LexicalIndex.empty(), signatures, manifest)
+    return _State(Corpus.empty(), *vectors, DenseIndex.build(vectors[0]), LexicalIndex.empty(), CueTable.empty(),
+                  signatures, manifest)
 
 
 class Index:
@@ -197,6 +201,7 @@ class Index:
             count = manifest["counts"]["sentences"]
             dense = DenseIndex.load(folder / DENSE_FILE, vectors=embeddings)
             lexical = LexicalIndex.load(folder / LEXICAL_FOLDER, count)
+            cues = CueTable.load(folder / CUES_FOLDER, count)
             signatures = np.load(folder / SIGNATURES_FILE, mmap_mode="r", allow_pickle=False)  # paged in by an add only
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise IndexCorruptError(
@@ -208,7 +213,7 @@ class Index:
                 f"The index at '{path}' is inconsistent ({len(corpus)} sentences, {len(embeddings)} vectors, "
                 f"{count} in the manifest). Rebuild it with `qa build --index {path}`."
             )
-        return _State(corpus, *vectors, dense, lexical, signatures, manifest)
+        return _State(corpus, *vectors, dense, lexical, cues, signatures, manifest)
 
     def _stamp(self) -> int:
         try:
@@ -363,8 +368,9 @@ class Index:
             for k, old in enumerate(base.vectors)
         ]
         lexical = base.lexical.extend(texts[0], corpus.neighbours)
+        cues = base.cues.extend(corpus.sentences(np.arange(len(base.corpus), len(corpus))))
         scripts = _script_counts(base.manifest) + Counter(filter(None, map(questions.script_of, (a.text for a in fresh))))
-        self._commit(corpus, vectors, base.manifest, base.dense.extend(vectors[0]), lexical, near.signatures, scripts)
+        self._commit(corpus, vectors, base.manifest, base.dense.extend(vectors[0]), lexical, cues, near.signatures, scripts)
         report.added.extend(a.id for a in fresh)
 
     def remove(self, article_id: str) -> ArticleInfo:
@@ -380,7 +386,8 @@ class Index:
             vectors = [np.asarray(v)[keep] for v in base.vectors]
             scripts = _script_counts(base.manifest) - Counter(filter(None, [questions.script_of(base.corpus.articles[row].text)]))
             self._commit(corpus, vectors, base.manifest, DenseIndex.build(vectors[0]),
-                         base.lexical.without(keep, base.corpus.neighbours), np.delete(base.signatures, row, axis=0), scripts)
+                         base.lexical.without(keep, base.corpus.neighbours), base.cues.without(keep),
+                         np.delete(base.signatures, row, axis=0), scripts)
         return info
 
     def _commit(
@@ -390,6 +397,7 @@ class Index:
         previous: dict[str, Any],
         dense: DenseIndex,
         lexical: LexicalIndex,
+        cues: CueTable,
         signatures: np.ndarray,
         scripts: Counter[str],
     ) -> None:
@@ -418,10 +426,12 @@ class Index:
             dense.save(folder / DENSE_FILE)
             (folder / LEXICAL_FOLDER).mkdir()
             lexical.save(folder / LEXICAL_FOLDER)
+            (folder / CUES_FOLDER).mkdir()
+            cues.save(folder / CUES_FOLDER)
             np.save(folder / SIGNATURES_FILE, np.ascontiguousarray(signatures, dtype=np.uint64))
             manifest["data"] = name
         storage.commit(self.path, manifest)
         stored = [load_vectors(self.path / name / file) for file in VECTOR_FILES]  # let the in-memory copies go
         signatures = np.load(self.path / name / SIGNATURES_FILE, mmap_mode="r", allow_pickle=False)
-        self._state = _State(corpus, *stored, dense.with_vectors(stored[0]), lexical, signatures, manifest)
+        self._state = _State(corpus, *stored, dense.with_vectors(stored[0]), lexical, cues, signatures, manifest)
         self._manifest_stamp = self._stamp()

@@ -26,9 +26,10 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from qa.arrays import ranges
 from qa.config import Settings
 from qa.corpus import Corpus
-from qa.cues import asked_cues, asks_for_cue, cue_features
+from qa.cues import CueTable, asks_for_cue
 from qa.dense import DenseIndex, top_k
 from qa.bm25 import LexicalIndex
 from qa.lexical import coverage, phrase_matches
@@ -44,6 +45,7 @@ class Searchable(Protocol):
     context_embeddings: np.ndarray
     dense: DenseIndex
     lexical: LexicalIndex
+    cues: CueTable
     neighbour_dots: np.ndarray  # see `neighbour_dots`; read only when the dense index is flat
 
 
@@ -117,8 +119,8 @@ def _paragraph_features(state: Searchable, ids: np.ndarray, query_vector: np.nda
     previous, following = corpus.neighbours
     starts, ends = corpus.paragraph_bounds
     lengths = ends[ids] - starts[ids]
+    members = ranges(starts[ids], lengths)  # each candidate's paragraph, one after the other
     firsts = np.cumsum(lengths) - lengths
-    members = np.repeat(starts[ids], lengths) + (np.arange(lengths.sum()) - np.repeat(firsts, lengths))
     has_prev, has_next = previous[ids] >= 0, following[ids] >= 0
     before = np.where(has_prev, previous[ids], ids)  # a missing neighbour counts as the sentence itself
     after = np.where(has_next, following[ids], ids)
@@ -144,32 +146,6 @@ def _paragraph_features(state: Searchable, ids: np.ndarray, query_vector: np.nda
     paragraph = np.maximum.reduceat(cosines[at(members)], firsts)
     neighbour = np.maximum(cosines[prev_at], cosines[next_at])
     return cosines[own], mean, paragraph, neighbour
-
-
-EXACT_TOP = 50  # hits whose order is always exact, cue features included
-
-
-def _add_cues(
-    question: str, state: Searchable, ids: np.ndarray, absolute: np.ndarray, fused: np.ndarray, settings: Settings
-) -> None:
-    """Add the cue features to `absolute` and `fused` (in place) where they can change the top.
-
-    The cues the question asks for add between 0 and `bonus` to a score, so a candidate scoring
-    below the EXACT_TOP-th best by more than `bonus` stays below EXACT_TOP others whatever its
-    cues: its regexes are skipped (they cost ~25 us a sentence, 3-4 ms a question). The first
-    EXACT_TOP hits are exactly what scoring every candidate gives; the ones after them are
-    ordered without cues.
-    """
-    w = settings.weights
-    asked = np.array(asked_cues(question), dtype=np.float32)  # a cue not asked for is 0 for every sentence
-    weights = np.array([w.cue_number, w.cue_date, w.cue_person], dtype=np.float32) * asked
-    bonus = float(np.abs(weights).sum())  # the most the asked cues can move a score, either way
-    top = min(EXACT_TOP, len(fused))
-    floor = np.partition(fused, len(fused) - top)[len(fused) - top] - bonus
-    rows = np.flatnonzero(fused >= floor)
-    gained = cue_features(question, state.corpus.sentences(ids[rows])) @ weights
-    absolute[rows] += gained
-    fused[rows] += gained
 
 
 def rank(question: str, query_vector: np.ndarray, state: Searchable, settings: Settings) -> list[Hit]:
@@ -202,7 +178,9 @@ def rank(question: str, query_vector: np.ndarray, state: Searchable, settings: S
     bm25_z, context_z = _zscores(np.stack([bm25, bm25_context]))
     fused = absolute + w.bm25 * bm25_z + w.bm25_context * context_z + w.phrase * phrases
     if asks_for_cue(question) and not cjk:
-        _add_cues(question, state, ids, absolute, fused, settings)
+        gained = state.cues.features(question, ids) @ np.array([w.cue_number, w.cue_date, w.cue_person], dtype=np.float32)
+        absolute += gained
+        fused += gained
     order = np.lexsort((ids, -fused))
     columns = zip(ids[order].tolist(), fused[order].tolist(), absolute[order].tolist(),
                   sentence_cos[order].tolist(), bm25[order].tolist())

@@ -2,7 +2,7 @@
 
     index/
       manifest.json        format version, model + fingerprint, counts, times, current data folder
-      data-000003/         articles.jsonl, sentences.npy, *embeddings.npy, dense.faiss, bm25/, minhash.npy
+      data-000003/         articles.jsonl, sentences.npy, *embeddings.npy, dense.faiss, bm25/, cues/, minhash.npy
 
 A write fills a fresh `data-NNNNNN` folder, syncs it, then atomically replaces manifest.json
 (write to a temp file, fsync, os.replace). Until that rename the old manifest still names the
@@ -22,7 +22,8 @@ from typing import Any, Iterator
 
 from qa.errors import IndexCorruptError, IndexFormatError, IndexMissingError
 
-FORMAT_VERSION = 4  # 3: incremental BM25 (term counts) + minhash.npy; 4: BM25 counts stored term-major
+# 3: incremental BM25 (term counts) + minhash.npy; 4: BM25 counts stored term-major; 5: cues/ (cue tokens)
+FORMAT_VERSION = 5
 MANIFEST = "manifest.json"
 LOCK = ".write.lock"
 _DATA_PREFIX = "data-"

