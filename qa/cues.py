@@ -10,7 +10,6 @@ A sentence's cue tokens are extracted once, when it is indexed (`CueTable`): the
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from pathlib import Path
@@ -56,23 +55,16 @@ _WORD = re.compile(r"\w+")
 _CAPITALISED = re.compile(r"\b[A-Z][\w'-]*")
 
 
-# Extraction runs when a sentence is indexed; cached, since the same text recurs (syndicated
-# stories, re-added articles, the benchmark's generated corpora).
-_CACHED_SENTENCES = 50_000
-
-
 def _words(sentence: str) -> set[str]:
     if sentence.isascii():  # lower-casing the whole sentence first is 2x faster, and the same in ASCII
         return set(_WORD.findall(sentence.lower()))
     return set(map(str.lower, _WORD.findall(sentence)))
 
 
-@functools.lru_cache(maxsize=_CACHED_SENTENCES)
 def _numbers(sentence: str) -> frozenset[str]:
     return frozenset({m.rstrip(".,").lower() for m in _DIGITS.findall(sentence)} | (_NUMBER_WORD_SET & _words(sentence)))
 
 
-@functools.lru_cache(maxsize=_CACHED_SENTENCES)
 def _dates(sentence: str) -> frozenset[str]:
     if _DIGIT.search(sentence):
         tokens = {m.group().lower() for m in _DATE.finditer(sentence)}
@@ -83,7 +75,6 @@ def _dates(sentence: str) -> frozenset[str]:
     return frozenset(tokens)
 
 
-@functools.lru_cache(maxsize=_CACHED_SENTENCES)
 def _names(sentence: str) -> frozenset[str]:
     capitalised = [m.group() for m in _CAPITALISED.finditer(sentence)]
     first = _WORD.match(sentence.lstrip("\"'([“‘"))
@@ -151,11 +142,15 @@ class CueTable:
         vocabulary = dict(self._vocabulary)
         ids: list[int] = []
         counts: list[int] = []
+        seen: dict[str, tuple[list[int], list[int]]] = {}  # a text met again (wire copies) is not re-read
         for sentence in sentences:
-            for extract in _EXTRACTORS:
-                found = sorted(extract(sentence))  # sorted: the same files for the same sentences
-                ids.extend(vocabulary.setdefault(token, len(vocabulary)) for token in found)
-                counts.append(len(found))
+            if sentence not in seen:
+                kinds = [sorted(extract(sentence)) for extract in _EXTRACTORS]  # sorted: same files, same text
+                seen[sentence] = ([vocabulary.setdefault(t, len(vocabulary)) for tokens in kinds for t in tokens],
+                                  [len(tokens) for tokens in kinds])
+            sentence_ids, sentence_counts = seen[sentence]
+            ids.extend(sentence_ids)
+            counts.extend(sentence_counts)
         indptr = np.concatenate([self.indptr, self.indptr[-1] + np.cumsum(counts, dtype=np.int64)])
         token_ids = np.concatenate([self.token_ids, np.asarray(ids, dtype=np.int32)])
         return CueTable(self.tokens + list(vocabulary)[len(self.tokens) :], indptr, token_ids)
