@@ -185,15 +185,12 @@ class LexicalIndex:
         self._last_query = _Query(query, terms, repeats, factors, gathered)  # one swap: safe when threads race
         return self._last_query
 
-    def _positions(self, terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Where every posting of `terms` sits in the postings arrays, term after term, and the
-        row in `terms` of each one's term."""
+    def _gather(self, terms: np.ndarray, factors: np.ndarray) -> _Gathered:
+        """Every posting of `terms` (few: see `_Query`), by position, so that candidates can be
+        looked up in the postings arrays after one bisection."""
         starts = self.postings.indptr[terms]
         sizes = self.postings.indptr[terms + 1] - starts
-        return ranges(starts, sizes), np.repeat(np.arange(len(terms)), sizes)
-
-    def _gather(self, terms: np.ndarray, factors: np.ndarray) -> _Gathered:
-        positions, rows = self._positions(terms)
+        positions, rows = ranges(starts, sizes), np.repeat(np.arange(len(terms)), sizes)
         holders = self.postings.indices[positions]
         ids, scores = _merge(holders, self._weights[positions] * factors[rows], self.size)
         return _Gathered(positions, holders + rows * self.size, ids, scores)
@@ -286,9 +283,15 @@ class LexicalIndex:
         return _top_of(ids, partial, k)
 
     def _holders(self, terms: np.ndarray, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sentences holding any of `terms` (ascending), with the sum of those terms' scores."""
-        positions, rows = self._positions(terms)
-        return _merge(self.postings.indices[positions], self._weights[positions] * factors[rows], self.size)
+        """Sentences holding any of `terms` (ascending), with the sum of those terms' scores.
+
+        Slices and one concatenation: at 1M the essential terms hold up to ~250k postings, and
+        copying contiguous runs beats gathering them by position (`_gather`) by ~20%.
+        """
+        spans = [self._span(int(term)) for term in terms]
+        holders = np.concatenate([self.postings.indices[span] for span in spans])
+        partial = np.concatenate([factor * self._weights[span] for factor, span in zip(factors, spans)])
+        return _merge(holders, partial, self.size)
 
     def _floor(self, query: str, terms: np.ndarray, factors: np.ndarray, sizes: np.ndarray, k: int) -> float:
         """A lower bound on the k-th best score: the k-th best exact score among the sentences that
