@@ -310,7 +310,7 @@ class LexicalIndex:
         self, query: str, ids: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray]:
         """BM25 of sentences `ids`, and of their contexts (sentence + paragraph neighbours) as if each
-        were a document: one bisection per query term serves both."""
+        were a document: the query terms' postings are located once for both (`_locate_terms`)."""
         q = self._query(query)
         terms, repeats = q.terms, q.repeats
         ids = np.asarray(ids, dtype=np.int64)
