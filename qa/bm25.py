@@ -51,6 +51,7 @@ class _Query(NamedTuple):
     terms: np.ndarray  # distinct indexed term ids, ascending
     repeats: np.ndarray  # how often each occurs in the query (repeats count, as in bm25s)
     factors: np.ndarray  # repeats x idf: what each term's saturated weight is multiplied by
+    sizes: np.ndarray  # how many postings each term has
     gathered: _Gathered | None  # all the terms' postings, when there are at most FULL_SCAN_POSTINGS
 
 
@@ -180,16 +181,16 @@ class LexicalIndex:
         terms = np.array([term for term, _ in counted], dtype=np.int64)
         repeats = np.array([times for _, times in counted], dtype=np.int64)
         factors = repeats * self._idf[terms]
-        postings = int((self.postings.indptr[terms + 1] - self.postings.indptr[terms]).sum())
-        gathered = self._gather(terms, factors) if 0 < postings <= FULL_SCAN_POSTINGS else None
-        self._last_query = _Query(query, terms, repeats, factors, gathered)  # one swap: safe when threads race
-        return self._last_query
-
-    def _gather(self, terms: np.ndarray, factors: np.ndarray) -> _Gathered:
-        """Every posting of `terms` (few: see `_Query`), by position, so that candidates can be
-        looked up in the postings arrays after one bisection."""
         starts = self.postings.indptr[terms]
         sizes = self.postings.indptr[terms + 1] - starts
+        few = 0 < sizes.sum() <= FULL_SCAN_POSTINGS
+        gathered = self._gather(terms, factors, starts, sizes) if few else None
+        self._last_query = _Query(query, terms, repeats, factors, sizes, gathered)  # one swap: safe when threads race
+        return self._last_query
+
+    def _gather(self, terms: np.ndarray, factors: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> _Gathered:
+        """Every posting of `terms` (few: see `_Query`; `starts` and `sizes` of their postings), by
+        position, so that candidates can be looked up in the postings arrays after one bisection."""
         positions, rows = ranges(starts, sizes), np.repeat(np.arange(len(terms)), sizes)
         holders = self.postings.indices[positions]
         ids, scores = _merge(holders, self._weights[positions] * factors[rows], self.size)
@@ -232,9 +233,9 @@ class LexicalIndex:
         """BM25 score of every sentence for `query` (zeros when no query term is indexed)."""
         scores = np.zeros(self.size, dtype=np.float32)
         q = self._query(query)
-        for term, repeats in zip(q.terms, q.repeats):
+        for term, factor in zip(q.terms, q.factors):
             span = self._span(term)
-            scores[self.postings.indices[span]] += (repeats * self._idf[term]) * self._weights[span]
+            scores[self.postings.indices[span]] += factor * self._weights[span]
         return scores
 
     def scores_of(self, query: str, ids: np.ndarray) -> np.ndarray:
@@ -242,8 +243,8 @@ class LexicalIndex:
         ids = np.asarray(ids, dtype=np.int64)
         total = np.zeros(len(ids), dtype=np.float32)
         q = self._query(query)
-        for term, repeats in zip(q.terms, q.repeats):
-            total += (repeats * self._idf[term]) * self._lookup(term, ids, self._weights)
+        for term, factor in zip(q.terms, q.factors):
+            total += factor * self._lookup(term, ids, self._weights)
         return total
 
     def top(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -258,12 +259,11 @@ class LexicalIndex:
         exactly. Ties at the k-th score keep the lower ids.
         """
         q = self._query(query)
-        terms, factors = q.terms, q.factors
+        terms, factors, sizes = q.terms, q.factors, q.sizes
         if not len(terms) or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         if q.gathered is not None:
             return _top_of(q.gathered.ids, q.gathered.scores, k)
-        sizes = np.diff(self.postings.indptr)[terms]
         floor = self._floor(query, terms, factors, sizes, k)
         impacts = factors * self._ceiling[terms]
         by_impact = np.argsort(impacts, kind="stable")
