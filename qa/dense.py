@@ -43,7 +43,7 @@ DEFAULT_REFINE = 4
 # Fast-scan codes rank coarsely: on the 1M generated corpus the exact top 10 is only all in their
 # best 256 (recall@10 0.975, the cells' own limit at nprobe 64; 0.84 in the best 40).
 MIN_RESCORED = 256
-_CODES = {"ivf-sq4": "QT_4bit", "ivf-sq8": "QT_8bit"}  # FAISS scalar quantiser of each IVF kind
+_CODES = {"ivf-sq4": "SQ4", "ivf-sq8": "SQ8"}  # FAISS index_factory code of each scalar-quantised IVF kind
 FAST_SCAN = "ivf-pq4fs"  # product quantisation, 4-bit codes of 2 dimensions each, SIMD fast scan
 IVF_KINDS = (FAST_SCAN, *_CODES)
 LARGE_KIND = FAST_SCAN
@@ -220,7 +220,7 @@ def _ivf_index(kind: str, dimension: int, nlist: int) -> Any:
     if kind == FAST_SCAN:
         spec = f"IVF{nlist},PQ{dimension // 2}x4fs"
     else:
-        spec = f"IVF{nlist},SQ{_CODES[kind].removeprefix('QT_').removesuffix('bit')}"
+        spec = f"IVF{nlist},{_CODES[kind]}"
     return faiss.index_factory(dimension, spec, faiss.METRIC_INNER_PRODUCT)
 
 
