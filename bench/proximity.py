@@ -64,6 +64,7 @@ def collect(path: Path, articles: int | None = None) -> list[dict]:
     """Per answerable question: candidate ids, fused scores, which are correct, the variants' counts."""
     from qa.cache import cached_encode
     from qa.corpus import ARTICLE, END, START
+    from qa.evaluation.metrics import holds_gold
     from qa.evaluation.run import article_rows, resolved_questions
     from qa.evaluation.squad import TUNING, load_squad, write_articles
     from qa.index import Index
@@ -90,11 +91,8 @@ def collect(path: Path, articles: int | None = None) -> list[dict]:
             hits = rank(text, vectors[number], state, index.settings)
             ids = np.array([h.sentence_id for h in hits], dtype=np.int64)
             table = state.corpus.table[ids]
-            correct = np.zeros(len(ids), dtype=bool)
-            for gold in question.golds:
-                if gold.article in rows:
-                    correct |= ((table[:, ARTICLE] == rows[gold.article]) & (table[:, START] <= gold.offset)
-                                & (gold.offset < table[:, END]))
+            golds = [(rows[g.article], g.offset) for g in question.golds if g.article in rows]
+            correct = holds_gold(table[:, ARTICLE], table[:, START], table[:, END], golds)
             sentences = state.corpus.sentences(ids)
             rows_out.append({
                 "ids": ids, "fused": np.array([h.score for h in hits]), "correct": correct,

@@ -23,11 +23,16 @@ def first_hit_rank(
     """
     if not len(articles) or not golds:
         return 0
+    found = np.flatnonzero(holds_gold(articles, starts, ends, golds))
+    return int(found[0]) + 1 if len(found) else 0
+
+
+def holds_gold(articles: np.ndarray, starts: np.ndarray, ends: np.ndarray, golds: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Per candidate (arguments as in `first_hit_rank`): does its span hold a gold answer start?"""
     correct = np.zeros(len(articles), dtype=bool)
     for article, offset in golds:
         correct |= (articles == article) & (starts <= offset) & (offset < ends)
-    found = np.flatnonzero(correct)
-    return int(found[0]) + 1 if len(found) else 0
+    return correct
 
 
 def mrr(ranks: np.ndarray) -> float:
