@@ -38,30 +38,55 @@ def _rows(all_stages: dict[str, Any]) -> list[Row]:
                      _ok(q["p50_ratio"], 1.5, below=True)))
         rows.append(("Serving process at 10k: peak RSS / load time", f"{q['memory']['peak_rss_mib']:.0f} MiB",
                      f"loaded in {q['load_s']:.1f} s", "-", "-", None))
+    if g := stages.get("segments"):
+        rows.append((f"answer() at 10k in {g['segments']} segments, p50 / p95",
+                     f"{g['answer']['p50_ms']:.1f} / {g['answer']['p95_ms']:.1f} ms",
+                     f"encode the question: {g['encode']['p50_ms']:.1f} ms", f"{g['p50_ratio']:.3f}", "<= 1.5",
+                     _ok(g["p50_ratio"], 1.5, below=True)))
+        rows += _change_rows("10k", g["change"], at_scale=False)
     for name in sorted((k for k in stages if k.startswith("scale_")), key=lambda k: int(k.split("_")[1])):
         s = stages[name]
         label = f"{s['sentences'] // 1000}k" if s["sentences"] < 1_000_000 else f"{s['sentences'] / 1e6:g}M"
-        params = ", ".join(f"{k}={v}" for k, v in s["dense"]["params"].items() if k != "trained_size")
-        rows.append((f"{label}: index type, build time, size on disk", f"{s['dense']['kind']} ({params})" if params
-                     else s["dense"]["kind"], f"build {s['build_s']:.0f} s, {s['disk_mib']:,.0f} MiB on disk",
-                     "-", "by size", None))
-        rows.append((f"{label}: ANN recall@10 vs exact", f"{s['recall_at_10']:.3f}",
-                     f"without exact re-scoring: {s['recall_at_10_no_rescore']:.3f}", "-", ">= 0.95",
-                     _ok(s["recall_at_10"], 0.95, below=False)))
-        rows.append((f"{label}: answer() p50 / p95", f"{s['answer']['p50_ms']:.1f} / {s['answer']['p95_ms']:.1f} ms",
+        kinds = ", ".join(f"{s['dense_kinds'].count(k)} {k}" for k in sorted(set(s["dense_kinds"])))
+        rows.append((f"{label}: segments, build time, size on disk", f"{len(s['segments'])} segments ({kinds})",
+                     f"build {s['build_s']:.0f} s, {s['disk_mib']:,.0f} MiB on disk", "-", "-", None))
+        rows.append((f"{label}: ANN recall@10 vs exact ({len(s['segments'])} segments)", f"{s['recall_at_10']:.3f}",
+                     "candidates merged across segments", "-", ">= 0.95", _ok(s["recall_at_10"], 0.95, below=False)))
+        rows.append((f"{label}: answer() p50 / p95 ({len(s['segments'])} segments)",
+                     f"{s['answer']['p50_ms']:.1f} / {s['answer']['p95_ms']:.1f} ms",
                      f"encode the question: {s['encode']['p50_ms']:.1f} ms", f"{s['p50_ratio']:.3f}", "<= 3",
                      _ok(s["p50_ratio"], 3.0, below=True)))
         rows.append((f"{label}: serving process peak RSS", f"{s['memory']['peak_rss_mib']:,.0f} MiB",
                      f"loaded in {s['load_s']:.1f} s", "-", "<= 1536 MiB",
                      _ok(s["memory"]["peak_rss_mib"], 1536, below=True)))
-        if s.get("add"):
-            rows.append((f"{label}: add one article (16 sentences)", f"{s['add']['add_s']:.1f} s",
-                         "writes a whole new generation (vectors included)", "-", "-", None))
+        rows += _change_rows(label, s["change"], at_scale=s["sentences"] >= 1_000_000)
+        if m := s.get("merge"):
+            same = m["after"]
+            rows.append((f"{label}: merge of {m['segments_merged']} segments into one", f"{m['merge_s']:.1f} s",
+                         f"answers identical after: {same['identical']}/{same['questions']} (max score change "
+                         f"{same['max_citation_score_difference']:.1e}); recall@10 after {m['recall_at_10_after']:.3f}",
+                         "-", "identical", same["identical"] == same["questions"]))
     if c := stages.get("coldstart"):
         rows.append(("Cold start: `python app.py` to first answer", f"{c['first_answer_s']:.1f} s",
                      f"listening after {c['listening_s']:.1f} s"
                      + ("; ONNX model exported by the build before" if c.get("onnx_model_already_exported") else ""),
                      "-", "<= 10 s", _ok(c["first_answer_s"], 10, True)))
+    return rows
+
+
+def _change_rows(label: str, c: dict[str, Any], at_scale: bool) -> list[Row]:
+    """Rows for one add and one remove (`bench.segments.change_costs`)."""
+    rows: list[Row] = [
+        (f"{label}: add one article ({c['article_sentences']} sentences): bytes written",
+         f"{c['add_bytes'] / 1e6:.2f} MB", "one new segment and a commit point", "-", "<= 5 MB",
+         _ok(c["add_bytes"] / 1e6, 5.0, below=True)),
+        (f"{label}: the same add: time over the article's own encode", f"+{c['add_over_encode_s']:.2f} s",
+         f"add {c['add_s']:.2f} s, encode {c['encode_s']:.2f} s", "-", "<= 1 s" if at_scale else "-",
+         _ok(c["add_over_encode_s"], 1.0, below=True) if at_scale else None),
+        (f"{label}: remove one article: time / bytes written", f"{c['remove_s']:.3f} s / {c['remove_bytes']:,} B",
+         "a deletion file and a commit point", "-", "<= 1 s / <= 1 MB" if at_scale else "-",
+         (c["remove_s"] <= 1.0 and c["remove_bytes"] <= 1e6) if at_scale else None),
+    ]
     return rows
 
 

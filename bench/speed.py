@@ -7,7 +7,9 @@ so the ratios hold on a busy machine. Stages:
     rebuild    the same build again: the embedding cache means nothing is encoded
     add        one new article into the 10k index vs encoding that article alone
     answer     answer() p50/p95 over 200 questions vs encoding the question, in a serving process
-    scale      generated 100k / 1M sentence indexes: build, disk, ANN recall@10, latency, peak RSS
+    segments   the same 10k articles as 16 segments: answer() latency; bytes and seconds of an add and a remove
+    scale      generated 100k / 1M sentence indexes in 16 segments: build, disk, ANN recall@10, latency,
+               peak RSS, add and remove costs; at 100k a merge of the 16 into one
     coldstart  `python app.py` until the first answer is served
     encoders   int8 dynamic quantisation (and ONNX Runtime when installed) vs the float32 encoder
 
@@ -30,7 +32,7 @@ from typing import Any, Callable
 from bench.measure import machine, offline
 
 RESULTS = Path(__file__).resolve().parent / "results"
-STAGES = ("build", "rebuild", "add", "answer", "scale", "coldstart", "encoders")
+STAGES = ("build", "rebuild", "add", "answer", "segments", "scale", "coldstart", "encoders")
 DEFAULT_STAGES = STAGES[:-1]  # `encoders` (~5 min more) runs on its own: --stages encoders
 SIZES = (100_000, 1_000_000)
 

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from qa.index import Index
 
 ROOT = Path(__file__).resolve().parent.parent
-# Above this an add mostly measures writing a whole new generation of vector files (4.6 GB at
-# 1M: every generation is complete, so a crash never leaves a half index); skipped for time.
-ADD_AT_SCALE_UP_TO = 200_000
+# A merge of the 16 segments of a generated corpus is measured up to this size (at 1M it
+# rewrites 4.6 GB of vectors: minutes, and not what a user's add waits for).
+MERGE_AT_SCALE_UP_TO = 200_000
 
 
 def _recording_encoder() -> Any:
@@ -164,9 +164,11 @@ def answer(run: "Run") -> dict[str, Any]:
 
 
 def scale(run: "Run", size: int) -> dict[str, Any]:
-    """A generated corpus of `size` sentences: build, disk, recall@10 vs exact, latency and RSS."""
-    from qa.dense import DenseIndex, load_vectors
-    from qa.index import DENSE_FILE, EMBEDDINGS_FILE, Index
+    """A generated corpus of `size` sentences in 16 segments (`bench.segments.layout`): build,
+    disk, recall@10 vs exact, latency and RSS; the bytes and seconds of an add and a remove; at
+    up to `MERGE_AT_SCALE_UP_TO` sentences also a merge of the 16 into one, answers before and after."""
+    from bench.segments import answers, change_costs, commit_as_segments, compare, layout
+    from qa.index import Index
 
     _ensure_squad(run)
     base = Index.load(run.squad_index)
@@ -177,7 +179,7 @@ def scale(run: "Run", size: int) -> dict[str, Any]:
     path = run.work / f"generated-{size}"
     index = _new_index(path)
     start = time.perf_counter()
-    _commit_generated(index, corpus, generated)
+    commit_as_segments(index, corpus, generated, layout(size))
     build_s = time.perf_counter() - start
     disk = disk_size(path)
     del index
@@ -185,53 +187,56 @@ def scale(run: "Run", size: int) -> dict[str, Any]:
 
     questions = json.loads(_questions_file(run).read_text(encoding="utf-8"))
     queries = base.encoder.encode(questions)
-    folder = path / json.loads((path / "manifest.json").read_text())["data"]
-    stored = load_vectors(folder / EMBEDDINGS_FILE)
-    dense = DenseIndex.load(folder / DENSE_FILE, vectors=stored)
     exact = _exact_top(generated, queries, 10)
     del generated
-    recall = float(np.mean([len(set(dense.search(q, 10)[1]) & set(row)) / 10 for q, row in zip(queries, exact)]))
-    bare = DenseIndex.load(folder / DENSE_FILE)  # no exact re-scoring: the quantised scores alone
-    recall_bare = float(np.mean([len(set(bare.search(q, 10)[1]) & set(row)) / 10 for q, row in zip(queries, exact)]))
+    loaded = Index.load(path)
+    kinds = [s["dense"] for s in loaded.manifest["segments"]]
+    recall = _recall(loaded, queries, exact)
     served = run_json("bench.serve", str(path), str(_questions_file(run)))
-    added = _add_one(path) if size <= ADD_AT_SCALE_UP_TO else None
-    if not run.keep:
-        shutil.rmtree(path, ignore_errors=True)
-    return {
+    out: dict[str, Any] = {
         "sentences": size, "articles": len(corpus.articles), "generate_s": round(generate_s, 1),
         "build_s": round(build_s, 1), "disk_mib": round(disk / 2**20, 1),
-        "dense": dense.describe(), "recall_at_10": round(recall, 4), "recall_at_10_no_rescore": round(recall_bare, 4),
-        **served, "add": added, "targets": {"recall_at_10": ">= 0.95", "p50_ratio": "<= 3", "peak_rss_mib": "<= 1536"},
+        "segments": [s["sentences"] for s in loaded.manifest["segments"]], "dense_kinds": kinds,
+        "recall_at_10": round(recall, 4), **served, "change": change_costs(loaded),
+        "targets": {"recall_at_10": ">= 0.95", "p50_ratio": "<= 3", "peak_rss_mib": "<= 1536"},
     }
+    if size <= MERGE_AT_SCALE_UP_TO:
+        before = answers(loaded, questions)
+        start = time.perf_counter()
+        loaded.optimize()
+        out["merge"] = {"segments_merged": len(kinds), "merge_s": round(time.perf_counter() - start, 1),
+                        "after": compare(answers(loaded, questions), before),
+                        "dense_after": loaded.manifest["segments"][0]["dense"],
+                        "recall_at_10_after": round(_recall(loaded, queries, exact), 4)}
+    if not run.keep:
+        shutil.rmtree(path, ignore_errors=True)
+    return out
 
 
-def _commit_generated(index: "Index", corpus: "Corpus", vectors: list[np.ndarray]) -> None:
-    """Write a generated corpus and its vectors as one index generation: what a build does after encoding."""
-    from collections import Counter
-
-    from qa.dense import DenseIndex
-    from qa.ingest.dedup import NearDuplicates
-    from qa.bm25 import LexicalIndex
-    from qa.cues import CueTable
-
-    lexical = LexicalIndex.build(corpus.lexical_texts(), corpus.neighbours)
-    cues = CueTable.empty().extend(corpus.texts())
-    signatures = NearDuplicates(corpus.articles).signatures
-    scripts = Counter({"LATIN": len(corpus.articles)})
-    index._commit(corpus, vectors, {"created": "generated"}, DenseIndex.build(vectors[0]), lexical, cues, signatures, scripts)
+def _recall(index: "Index", queries: np.ndarray, exact: np.ndarray) -> float:
+    """Dense recall@10 of the index's segments, merged as a question's candidates are."""
+    state = index._state
+    found = [state.dense_top(q, 10, state.similarities(q)) for q in queries]
+    return float(np.mean([len(set(f.tolist()) & set(row.tolist())) / 10 for f, row in zip(found, exact)]))
 
 
-def _add_one(path: Path) -> dict[str, Any]:
-    """Time adding the seed article to the index at `path` (to show how an add grows with size)."""
-    from qa.articles import find_article_files, read_article
-    from qa.index import Index
+def segments(run: "Run") -> dict[str, Any]:
+    """The SQuAD index as 16 segments (3 articles an add, no merges): answer() latency against the
+    question encode, and the bytes and seconds of adding and removing one article at 10k."""
+    from bench.segments import change_costs
 
-    article = read_article(next(iter(find_article_files(ROOT / "seeds"))))
-    index = Index.load(path)
-    index.encoder.encode([article.title])
-    start = time.perf_counter()
-    index.add_articles([article])
-    return {"add_s": round(time.perf_counter() - start, 2), "dense": index.manifest["dense"]["kind"]}
+    items = squad_articles(run.articles)
+    path = run.work / "squad-16-segments"
+    index = _new_index(path)
+    index.merge_policy = None
+    per_add = -(-len(items) // 16)
+    for first in range(0, len(items), per_add):
+        index.add_articles([item.article for item in items[first : first + per_add]])
+    out = {"segments": len(index.manifest["segments"]), "sentences": len(index)}
+    out.update(run_json("bench.serve", str(path), str(_questions_file(run))))
+    out["change"] = change_costs(index)
+    out["target"] = "p50 ratio <= 1.5"
+    return out
 
 
 def _exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:

@@ -44,15 +44,34 @@ class _Gathered(NamedTuple):
     scores: np.ndarray  # their BM25 scores
 
 
+class Statistics(NamedTuple):
+    """BM25 statistics of a whole corpus, for an index that holds only part of it (a segment).
+
+    Scores then do not depend on how the sentences are split into segments: document count,
+    mean lengths and document frequencies are summed over every live sentence (`qa.store`).
+    """
+
+    documents: int
+    mean_length: float
+    context_mean_length: float
+    idf: dict[str, float]  # query term -> idf over the whole corpus
+    context_idf: dict[str, float]  # query term -> idf over the whole corpus's sentence contexts
+
+
 class _Query(NamedTuple):
     """A query as the index reads it: computed once per question, then shared by every lookup."""
 
     text: str
-    terms: np.ndarray  # distinct indexed term ids, ascending
+    stats: Statistics | None  # corpus-wide statistics, or None for this index's own
+    terms: np.ndarray  # distinct indexed term ids, in the order of the terms' text (the same in every segment)
+    names: list[str]  # the terms themselves
+    weights: np.ndarray  # saturated term weights of every posting, at the mean length in force
+    ceiling: np.ndarray  # largest of them per term
     repeats: np.ndarray  # how often each occurs in the query (repeats count, as in bm25s)
     factors: np.ndarray  # repeats x idf: what each term's saturated weight is multiplied by
     sizes: np.ndarray  # how many postings each term has
     gathered: _Gathered | None  # all the terms' postings, when there are at most FULL_SCAN_POSTINGS
+    live: np.ndarray | None  # False for deleted sentences, which are never returned; None: all live
 
 
 def _idf(df: np.ndarray, documents: int) -> np.ndarray:
@@ -108,15 +127,57 @@ class LexicalIndex:
         self.lengths = np.bincount(postings.indices, weights=postings.data, minlength=self.size).astype(np.int64)
         self._vocabulary = {term: i for i, term in enumerate(terms)}
         self._last_query: _Query | None = None
-        mean_length = float(self.lengths.mean()) if self.size else 0.0
-        self._weights = _saturation(postings.data, self.lengths[postings.indices], mean_length, k1, b)
+        self.mean_length = float(self.lengths.mean()) if self.size else 0.0
         self._idf = _idf(np.diff(postings.indptr), self.size)
-        # Largest saturated weight per term: bounds what a term can add to any sentence's score.
+        self._weights, self._ceiling = self._weights_at(self.mean_length)
+        self._other_weights: tuple[float, np.ndarray, np.ndarray] | None = None  # at a corpus-wide mean length
+
+    def _weights_at(self, mean_length: float) -> tuple[np.ndarray, np.ndarray]:
+        """Every posting's saturated weight at `mean_length`, and the largest per term (which bounds
+        what a term can add to any sentence's score)."""
+        postings = self.postings
+        weights = _saturation(postings.data, self.lengths[postings.indices], mean_length, self.k1, self.b)
         starts = postings.indptr[:-1]
         nonempty = np.diff(postings.indptr) > 0
-        self._ceiling = np.zeros(len(terms), dtype=np.float32)
-        if self._weights.size:
-            self._ceiling[nonempty] = np.maximum.reduceat(self._weights, starts[nonempty])
+        ceiling = np.zeros(len(self.terms), dtype=np.float32)
+        if weights.size:
+            ceiling[nonempty] = np.maximum.reduceat(weights, starts[nonempty])
+        return weights, ceiling
+
+    def _weights_for(self, stats: Statistics | None) -> tuple[np.ndarray, np.ndarray]:
+        """The weights at the mean length in force: this index's own, or the corpus-wide one
+        (computed once per distinct value: it changes only when the corpus does)."""
+        if stats is None or stats.mean_length == self.mean_length:
+            return self._weights, self._ceiling
+        cached = self._other_weights
+        if cached is None or cached[0] != stats.mean_length:
+            cached = (stats.mean_length, *self._weights_at(stats.mean_length))
+            self._other_weights = cached  # one swap: safe when threads race
+        return cached[1], cached[2]
+
+    # --- statistics --------------------------------------------------------
+
+    def term_ids(self, terms: Sequence[str]) -> np.ndarray:
+        """The id of each term in this index's vocabulary, -1 where absent."""
+        return np.array([self._vocabulary.get(t, -1) for t in terms], dtype=np.int64)
+
+    def frequencies(self, terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """How many sentences, and how many sentence contexts, hold each of `terms` (0 where absent)."""
+        ids = self.term_ids(terms)
+        present = ids >= 0
+        df, context_df = np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=np.int64)
+        df[present] = np.diff(self.postings.indptr)[ids[present]]
+        context_df[present] = self.context_df[ids[present]]
+        return df, context_df
+
+    def only_rows(self, rows: np.ndarray) -> sparse.csr_matrix:
+        """A (sentences, terms) CSR matrix of counts holding `rows` alone (every other row empty)."""
+        mask = np.zeros(self.size, dtype=bool)
+        mask[rows] = True
+        positions = np.flatnonzero(mask[self.postings.indices])
+        columns = np.searchsorted(self.postings.indptr, positions, side="right") - 1
+        return sparse.csr_matrix((self.postings.data[positions], (self.postings.indices[positions], columns)),
+                                 shape=self.postings.shape)
 
     @classmethod
     def empty(cls, k1: float = DEFAULT_K1, b: float = DEFAULT_B) -> "LexicalIndex":
@@ -163,6 +224,25 @@ class LexicalIndex:
         return LexicalIndex(self.terms, counts[keep].tocsc(), self.context_df - context_df,
                             self.context_length - context_length, self.k1, self.b)
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[tuple["LexicalIndex", np.ndarray]],
+                    neighbours: tuple[np.ndarray, np.ndarray]) -> "LexicalIndex":
+        """One index of the kept rows of several, in order (a segment merge): vocabularies are
+        united, counts copied, context frequencies counted afresh. `neighbours` of the result."""
+        if not parts:
+            return cls.empty()
+        vocabulary: dict[str, int] = {}
+        blocks = []
+        for lexical, keep in parts:
+            mapping = np.array([vocabulary.setdefault(t, len(vocabulary)) for t in lexical.terms], dtype=np.int64)
+            blocks.append((lexical._by_sentence(len(lexical.terms))[keep], mapping))
+        width = len(vocabulary)
+        counts = sparse.vstack([sparse.csr_matrix((c.data, mapping[c.indices], c.indptr), shape=(c.shape[0], width))
+                                for c, mapping in blocks], format="csr", dtype=np.int32)
+        context_df, context_length = _context_statistics(counts, np.arange(counts.shape[0]), neighbours)
+        first = parts[0][0]
+        return cls(list(vocabulary), counts.tocsc(), context_df, context_length, first.k1, first.b)
+
     def _by_sentence(self, width: int) -> sparse.csr_matrix:
         """The counts as a (sentences, width) CSR matrix (width >= the vocabulary: new terms)."""
         counts = self.postings.tocsr()
@@ -170,30 +250,37 @@ class LexicalIndex:
 
     # --- reading -----------------------------------------------------------
 
-    def _query(self, query: str) -> _Query:
+    def _query(self, query: str, stats: Statistics | None = None, live: np.ndarray | None = None) -> _Query:
         """The query's indexed terms, and their postings when few (see `_Query`)."""
         last = self._last_query  # a question is looked up two or three times in a row
-        if last is not None and last.text == query:
+        if last is not None and last.text == query and last.stats is stats and last.live is live:
             return last
         vocabulary = self._vocabulary
-        counted = sorted(Counter(vocabulary[t] for t in tokenize(query) if t in vocabulary).items())
+        # Terms in the order of their text, not of their ids: every segment then sums a
+        # sentence's term scores in the same order, and scores agree to the last bit.
+        counted = sorted(Counter(t for t in tokenize(query) if t in vocabulary).items())
+        names = [term for term, _ in counted]
         # Built in Python: for a dozen ids np.unique costs twice as much.
-        terms = np.array([term for term, _ in counted], dtype=np.int64)
+        terms = np.array([vocabulary[term] for term in names], dtype=np.int64)
         repeats = np.array([times for _, times in counted], dtype=np.int64)
-        factors = repeats * self._idf[terms]
+        idf = self._idf[terms] if stats is None else np.array([stats.idf[t] for t in names], dtype=np.float32)
+        factors = repeats * idf
+        weights, ceiling = self._weights_for(stats)
         starts = self.postings.indptr[terms]
         sizes = self.postings.indptr[terms + 1] - starts
         few = 0 < sizes.sum() <= FULL_SCAN_POSTINGS
-        gathered = self._gather(terms, factors, starts, sizes) if few else None
-        self._last_query = _Query(query, terms, repeats, factors, sizes, gathered)  # one swap: safe when threads race
-        return self._last_query
+        gathered = self._gather(terms, factors, starts, sizes, weights) if few else None
+        query_state = _Query(query, stats, terms, names, weights, ceiling, repeats, factors, sizes, gathered, live)
+        self._last_query = query_state  # one swap: safe when threads race
+        return query_state
 
-    def _gather(self, terms: np.ndarray, factors: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> _Gathered:
+    def _gather(self, terms: np.ndarray, factors: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
+                weights: np.ndarray) -> _Gathered:
         """Every posting of `terms` (few: see `_Query`; `starts` and `sizes` of their postings), by
         position, so that candidates can be looked up in the postings arrays after one bisection."""
         positions, rows = ranges(starts, sizes), np.repeat(np.arange(len(terms)), sizes)
         holders = self.postings.indices[positions]
-        ids, scores = _merge(holders, self._weights[positions] * factors[rows], self.size)
+        ids, scores = _merge(holders, weights[positions] * factors[rows], self.size)
         return _Gathered(positions, holders + rows * self.size, ids, scores)
 
     def _span(self, term: int) -> slice:
@@ -229,26 +316,37 @@ class LexicalIndex:
         at, held = self._locate(term, ids)
         return np.where(held, values[at], 0).astype(np.float32)
 
-    def scores(self, query: str) -> np.ndarray:
+    def scores(self, query: str, stats: Statistics | None = None) -> np.ndarray:
         """BM25 score of every sentence for `query` (zeros when no query term is indexed)."""
+        return self._scores(self._query(query, stats))
+
+    def _scores(self, q: _Query) -> np.ndarray:
         scores = np.zeros(self.size, dtype=np.float32)
-        q = self._query(query)
         for term, factor in zip(q.terms, q.factors):
             span = self._span(term)
-            scores[self.postings.indices[span]] += factor * self._weights[span]
+            scores[self.postings.indices[span]] += factor * q.weights[span]
         return scores
 
-    def scores_of(self, query: str, ids: np.ndarray) -> np.ndarray:
+    def scores_of(self, query: str, ids: np.ndarray, stats: Statistics | None = None) -> np.ndarray:
         """BM25 scores of sentences `ids` only (the same values as `scores(query)[ids]`)."""
+        return self._scores_of(self._query(query, stats), ids)
+
+    def _scores_of(self, q: _Query, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
         total = np.zeros(len(ids), dtype=np.float32)
-        q = self._query(query)
         for term, factor in zip(q.terms, q.factors):
-            total += factor * self._lookup(term, ids, self._weights)
+            total += factor * self._lookup(term, ids, q.weights)
         return total
 
-    def top(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def top(self, query: str, k: int, stats: Statistics | None = None,
+            live: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The `k` best-scoring sentences with a positive score, as (ids sorted ascending, their scores).
+
+        Args:
+            query: the question.
+            k: how many.
+            stats: corpus-wide statistics when this index is one segment of a corpus.
+            live: False for deleted sentences, which are never returned.
 
         Exact, without scoring every sentence (stop words are kept, and "the" alone has ~600k
         postings at 1M sentences): MaxScore pruning (Turtle & Flood, 1995). The exact scores of
@@ -258,60 +356,64 @@ class LexicalIndex:
         essential terms are read, and only sentences that can still reach `floor` are scored
         exactly. Ties at the k-th score keep the lower ids.
         """
-        q = self._query(query)
+        q = self._query(query, stats, live)
         terms, factors, sizes = q.terms, q.factors, q.sizes
         if not len(terms) or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         if q.gathered is not None:
-            return _top_of(q.gathered.ids, q.gathered.scores, k)
-        floor = self._floor(query, terms, factors, sizes, k)
-        impacts = factors * self._ceiling[terms]
+            return _top_of(q.gathered.ids, q.gathered.scores, k, live)
+        floor = self._floor(q, k)
+        impacts = factors * q.ceiling[terms]
         by_impact = np.argsort(impacts, kind="stable")
         optional = by_impact[np.cumsum(impacts[by_impact]) < floor]
         essential = np.setdiff1d(np.arange(len(terms)), optional)
         if sizes[essential].sum() > DENSE_SHARE * self.size:
-            return _top_of(np.arange(self.size), self.scores(query), k)  # too many to gather: a dense pass is cheaper
-        ids, partial = self._holders(terms[essential], factors[essential])
+            return _top_of(np.arange(self.size), self._scores(q), k, live)  # too many to gather: a dense pass is cheaper
+        ids, partial = self._holders(q, essential)
         # Optional terms, largest first: what is still to come shrinks fastest, and with it the
         # sentences that can still reach the floor.
         remaining = float(impacts[optional].sum())
         for term in optional[::-1]:
             hopeful = partial + remaining >= floor
             ids, partial = ids[hopeful], partial[hopeful]
-            partial += factors[term] * self._lookup(int(terms[term]), ids, self._weights)
+            partial += factors[term] * self._lookup(int(terms[term]), ids, q.weights)
             remaining -= float(impacts[term])
-        return _top_of(ids, partial, k)
+        return _top_of(ids, partial, k, live)
 
-    def _holders(self, terms: np.ndarray, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sentences holding any of `terms` (ascending), with the sum of those terms' scores.
+    def _holders(self, q: _Query, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sentences holding any of the query's terms `which` (ascending), with the sum of those
+        terms' scores.
 
         Slices and one concatenation: at 1M the essential terms hold up to ~250k postings, and
         copying contiguous runs beats gathering them by position (`_gather`) by ~20%.
         """
-        spans = [self._span(int(term)) for term in terms]
+        spans = [self._span(int(term)) for term in q.terms[which]]
         holders = np.concatenate([self.postings.indices[span] for span in spans])
-        partial = np.concatenate([factor * self._weights[span] for factor, span in zip(factors, spans)])
+        partial = np.concatenate([factor * q.weights[span] for factor, span in zip(q.factors[which], spans)])
         return _merge(holders, partial, self.size)
 
-    def _floor(self, query: str, terms: np.ndarray, factors: np.ndarray, sizes: np.ndarray, k: int) -> float:
-        """A lower bound on the k-th best score: the k-th best exact score among the sentences that
-        score best on the rarest terms (0 when fewer than k sentences hold them)."""
-        by_size = np.argsort(sizes, kind="stable")
-        rarest = by_size[: max(1, int(np.searchsorted(np.cumsum(sizes[by_size]), SEED_POSTINGS, side="right")))]
-        ids, partial = self._holders(terms[rarest], factors[rarest])
+    def _floor(self, q: _Query, k: int) -> float:
+        """A lower bound on the k-th best score of a live sentence: the k-th best exact score among
+        the live sentences that score best on the rarest terms (0 when fewer than k hold them)."""
+        by_size = np.argsort(q.sizes, kind="stable")
+        rarest = by_size[: max(1, int(np.searchsorted(np.cumsum(q.sizes[by_size]), SEED_POSTINGS, side="right")))]
+        ids, partial = self._holders(q, rarest)
+        if q.live is not None:
+            alive = q.live[ids]
+            ids, partial = ids[alive], partial[alive]
         if len(ids) < k:
             return 0.0
         likely = np.sort(ids[top_k(partial, SEED_FACTOR * k)])
-        exact = self.scores_of(query, likely)
+        exact = self._scores_of(q, likely)
         # Scores are float32 sums: a hair of slack keeps the bound safe against rounding.
         return float(np.partition(exact, len(exact) - k)[len(exact) - k]) * (1 - 1e-5)
 
     def candidate_scores(
-        self, query: str, ids: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray]
+        self, query: str, ids: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray], stats: Statistics | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """BM25 of sentences `ids`, and of their contexts (sentence + paragraph neighbours) as if each
         were a document: the query terms' postings are located once for both (`_locate_terms`)."""
-        q = self._query(query)
+        q = self._query(query, stats)
         terms, repeats = q.terms, q.repeats
         ids = np.asarray(ids, dtype=np.int64)
         sentence, context = np.zeros(len(ids), dtype=np.float32), np.zeros(len(ids), dtype=np.float32)
@@ -324,12 +426,16 @@ class LexicalIndex:
         lengths = (self.lengths[members] * present).sum(axis=0)
         at, held = self._locate_terms(q, members)  # (terms, 3, n)
         held &= present[None]
-        sentence = (q.factors[:, None] * np.where(held[:, 0], self._weights[at[:, 0]], 0)).sum(axis=0).astype(np.float32)
+        sentence = (q.factors[:, None] * np.where(held[:, 0], q.weights[at[:, 0]], 0)).sum(axis=0).astype(np.float32)
         tf = np.where(held, self.postings.data[at], 0).sum(axis=1)  # (terms, n): counts in each context
-        mean_length = self.context_length / self.size
+        if stats is None:
+            mean_length = self.context_length / self.size
+            context_idf = _idf(self.context_df[terms], self.size)
+        else:
+            mean_length = stats.context_mean_length
+            context_idf = np.array([stats.context_idf[t] for t in q.names], dtype=np.float32)
         weights = _saturation(tf, lengths[None, :], mean_length, self.k1, self.b)
-        context_idf = (_idf(self.context_df[terms], self.size) * repeats)[:, None]
-        return sentence, (context_idf * weights).sum(axis=0).astype(np.float32)
+        return sentence, ((context_idf * repeats)[:, None] * weights).sum(axis=0).astype(np.float32)
 
     def context_scores(self, query: str, ids: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         """BM25 of the contexts of sentences `ids` (see `candidate_scores`)."""
@@ -376,8 +482,11 @@ def _merge(holders: np.ndarray, partial: np.ndarray, size: int) -> tuple[np.ndar
     return holders[firsts].astype(np.int64), np.add.reduceat(partial, firsts)
 
 
-def _top_of(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """`top`'s answer from sentences `ids` (ascending) and their exact scores."""
+def _top_of(ids: np.ndarray, scores: np.ndarray, k: int, live: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`top`'s answer from sentences `ids` (ascending) and their exact scores, deleted ones left out."""
+    if live is not None:
+        alive = live[ids]
+        ids, scores = ids[alive], scores[alive]
     best = _best(ids, scores, k)
     return best, scores[np.searchsorted(ids, best)].astype(np.float32)
 

@@ -154,6 +154,25 @@ class Corpus:
         articles = self.articles[:article_row] + self.articles[article_row + 1 :]
         return Corpus(articles, table), keep
 
+    def only_articles(self, article_rows: Sequence[int]) -> tuple["Corpus", np.ndarray]:
+        """A new corpus of the articles at `article_rows` (ascending), and the mask of the sentence rows kept."""
+        rows = np.asarray(article_rows, dtype=np.int64)
+        keep = np.isin(self.table[:, ARTICLE], rows)
+        table = self.table[keep].copy()
+        table[:, ARTICLE] = np.searchsorted(rows, table[:, ARTICLE])
+        return Corpus(tuple(self.articles[r] for r in rows.tolist()), table), keep
+
+    @classmethod
+    def concatenate(cls, corpora: Sequence["Corpus"]) -> "Corpus":
+        """One corpus of several, in order: their sentences and articles follow one another."""
+        tables, articles = [], []
+        for corpus in corpora:
+            table = corpus.table.copy()
+            table[:, ARTICLE] += len(articles)
+            tables.append(table)
+            articles.extend(corpus.articles)
+        return cls(tuple(articles), np.concatenate(tables) if tables else np.zeros((0, 5), dtype=np.int64))
+
     def save(self, folder: Path) -> None:
         """Write articles.jsonl and sentences.npy into `folder`."""
         with (folder / ARTICLES_FILE).open("w", encoding="utf-8") as handle:

@@ -162,6 +162,18 @@ class CueTable:
         token_ids = self.token_ids[ranges(self.indptr[rows], lengths)]
         return CueTable(self.tokens, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), token_ids)
 
+    @classmethod
+    def concatenate(cls, tables: Sequence["CueTable"]) -> "CueTable":
+        """One table of several, in order (a segment merge): token lists united, ids remapped."""
+        vocabulary: dict[str, int] = {}
+        indptrs, token_ids = [np.zeros(1, dtype=np.int64)], []
+        for table in tables:
+            mapping = np.array([vocabulary.setdefault(t, len(vocabulary)) for t in table.tokens], dtype=np.int32)
+            token_ids.append(mapping[table.token_ids] if len(table.token_ids) else np.zeros(0, dtype=np.int32))
+            indptrs.append(table.indptr[1:] + indptrs[-1][-1])
+        ids = np.concatenate(token_ids) if token_ids else np.zeros(0, dtype=np.int32)
+        return cls(list(vocabulary), np.concatenate(indptrs).astype(np.int64), ids.astype(np.int32))
+
     def features(self, question: str, ids: np.ndarray) -> np.ndarray:
         """`cue_features(question, sentences)` of sentences `ids`, from the table: (len(ids), KINDS) 0/1."""
         ids = np.asarray(ids, dtype=np.int64)

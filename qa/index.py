@@ -1,8 +1,12 @@
-"""The Index: build, load, add, remove, answer. One object, a few verbs, a folder on disk."""
+"""The Index: build, load, add, remove, optimize, answer. One object, a few verbs, a folder on disk.
+
+The folder is a store of immutable segments (`qa.store`): an add writes one new segment, a
+remove a small deletion file, and each commits a new commit point; merges keep the segment
+count bounded. Readers answer from a snapshot of one commit and never wait for a writer.
+"""
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from collections import Counter
@@ -14,13 +18,14 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from qa import questions, storage
+from qa import questions
 from qa.answering import Answer, compose
 from qa.articles import ARTICLE_SUFFIXES, Article
+from qa.bm25 import LexicalIndex
 from qa.config import Settings, default_index_path, default_source_path
 from qa.corpus import Corpus
 from qa.cues import CueTable
-from qa.dense import DenseIndex, load_vectors
+from qa.dense import DenseIndex
 from qa.encoder import DEFAULT_MODEL, Encoder
 from qa.errors import (
     ArticleNotFoundError,
@@ -28,18 +33,30 @@ from qa.errors import (
     ModelMismatchError,
     NoArticlesError,
 )
-from qa.bm25 import LexicalIndex
-from qa.ranking import Hit, neighbour_dots, rank
+from qa.ranking import Hit, rank
+from qa.store import (
+    MANIFEST,
+    MergePolicy,
+    Segment,
+    SegmentData,
+    Snapshot,
+    dead_article_rows,
+    deletes_name,
+    merge_segments,
+    read_commit,
+    read_segment_data,
+    referenced,
+    segment_name,
+    sweep,
+    write_commit,
+    write_deletes,
+    write_lock,
+)
+from qa.store.commit import FORMAT_VERSION, LEGACY_PREFIX, SEGMENT_PREFIX
 
-# Row i of each file is sentence i. The sentence vectors stand alone: the dense index and the
-# flat similarity product read them. Its "title: sentence" and in-context vectors sit side by
-# side in one file (2 x dimension floats a row), so a candidate's pair is one read at IVF size.
-VECTOR_FILES = ("embeddings.npy", "title-context-embeddings.npy")
-EMBEDDINGS_FILE = VECTOR_FILES[0]
-DENSE_FILE = "dense.faiss"
-LEXICAL_FOLDER = "bm25"
-CUES_FOLDER = "cues"
-SIGNATURES_FILE = "minhash.npy"  # near-duplicate signatures of the articles, row = article row
+# An add of many articles commits a segment each time this many sentences are ready, so an
+# interrupted add keeps what it committed (re-running it skips those as already indexed).
+BATCH_SENTENCES = 5_000
 
 
 @dataclass(frozen=True)
@@ -68,31 +85,6 @@ class AddReport:
         return not self.failed
 
 
-@dataclass(frozen=True)
-class _State:
-    """An immutable snapshot: readers take one and never see a half-applied write."""
-
-    corpus: Corpus
-    embeddings: np.ndarray  # row i: sentence i alone; the dense index searches these
-    title_context_embeddings: np.ndarray  # row i: "title: sentence i", then sentence i between its neighbours
-    dense: DenseIndex
-    lexical: LexicalIndex  # BM25 of sentences, and of their contexts for the candidates
-    cues: CueTable  # each sentence's numbers, dates and names, for the question-type cues
-    signatures: np.ndarray  # (articles, 128) MinHash signatures, read when an add checks near-duplicates
-    manifest: dict[str, Any]
-
-    @functools.cached_property
-    def neighbour_dots(self) -> np.ndarray:
-        """Dot products between paragraph neighbours' vectors (qa.ranking.neighbour_dots), computed
-        on first use: ~10 ms at 10k sentences; only flat indexes, whose vectors are mapped, use them."""
-        return neighbour_dots(self.embeddings, self.corpus.neighbours)
-
-    @property
-    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """The vector matrices, in VECTOR_FILES order."""
-        return self.embeddings, self.title_context_embeddings
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -113,30 +105,24 @@ def _script_counts(manifest: dict[str, Any]) -> Counter[str]:
     return Counter(manifest.get("script_counts", {}))
 
 
-def _empty_state(dimension: int, manifest: dict[str, Any]) -> _State:
-    """The state of an index with no articles yet (what `Index.build` fills)."""
-    from qa.ingest.dedup import PERMUTATIONS
-
-    vectors = [np.zeros((0, dimension), dtype=np.float32), np.zeros((0, 2 * dimension), dtype=np.float32)]
-    signatures = np.zeros((0, PERMUTATIONS), dtype=np.uint64)
-    return _State(Corpus.empty(), *vectors, DenseIndex.build(vectors[0]), LexicalIndex.empty(), CueTable.empty(),
-                  signatures, manifest)
-
-
 class Index:
-    """A searchable collection of articles stored in one folder.
+    """A searchable collection of articles stored in one folder of segments.
 
     Use `Index.build(...)` or `Index.load(...)`; the constructor only stores its arguments.
     Reads are lock-free snapshots; writes are serialised and committed atomically to disk.
+
+    Attributes:
+        merge_policy: when to merge segments after a write; None leaves them unmerged.
     """
 
-    def __init__(self, path: Path, encoder: Encoder, settings: Settings, state: _State) -> None:
+    def __init__(self, path: Path, encoder: Encoder, settings: Settings, state: Snapshot) -> None:
         self.path = path
         self.encoder = encoder
         self.settings = settings
+        self.merge_policy: MergePolicy | None = MergePolicy()
         self._state = state
         self._write_lock = threading.Lock()
-        self._manifest_file = os.fspath(self.path / storage.MANIFEST)  # stat before every answer: no Path joins
+        self._manifest_file = os.fspath(self.path / MANIFEST)  # stat before every answer: no Path joins
         self._manifest_stamp = self._stamp()
         self.build_report: AddReport | None = None  # set by `build`: which files went in
 
@@ -154,7 +140,8 @@ class Index:
     ) -> "Index":
         """Index every article under `source` (default `seeds/`) into a fresh index at `path`.
 
-        An index already at `path` stays loadable until the new one is committed.
+        An index already at `path` stays loadable, and answers as before, until the new one is
+        committed, in one commit point.
         """
         source = Path(source) if source else default_source_path()
         path = Path(path) if path else default_index_path()
@@ -166,7 +153,8 @@ class Index:
     def empty(cls, path: str | Path, encoder: Encoder | None = None, settings: Settings | None = None) -> "Index":
         """An index with no articles, to fill with `add`/`add_articles`; nothing is written before the first add."""
         encoder = encoder or Encoder()
-        return cls(Path(path), encoder, settings or Settings(), _empty_state(encoder.dimension, {"created": _now()}))
+        manifest = {"created": _now(), "generation": 0, "segments": []}
+        return cls(Path(path), encoder, settings or Settings(), Snapshot([], manifest, encoder.dimension))
 
     @classmethod
     def load(
@@ -179,7 +167,7 @@ class Index:
             ModelMismatchError: the index was built by another model than `model` or the local weights.
         """
         path = Path(path) if path else default_index_path()
-        state = cls._read_state(path)
+        state = _read_snapshot(path)
         built_with = state.manifest["model"]
         encoder = Encoder(model or built_with["name"])
         if encoder.fingerprint != built_with["fingerprint"]:
@@ -191,31 +179,6 @@ class Index:
             )
         return cls(path, encoder, settings or Settings(), state)
 
-    @staticmethod
-    def _read_state(path: Path) -> _State:
-        manifest = storage.read_manifest(path)
-        folder = storage.data_folder(path, manifest)
-        try:
-            corpus = Corpus.load(folder)
-            vectors = [load_vectors(folder / name) for name in VECTOR_FILES]  # mapped, or read by row when large
-            embeddings = vectors[0]
-            count = manifest["counts"]["sentences"]
-            dense = DenseIndex.load(folder / DENSE_FILE, vectors=embeddings)
-            lexical = LexicalIndex.load(folder / LEXICAL_FOLDER, count)
-            cues = CueTable.load(folder / CUES_FOLDER, count)
-            signatures = np.load(folder / SIGNATURES_FILE, mmap_mode="r", allow_pickle=False)  # paged in by an add only
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise IndexCorruptError(
-                f"The index at '{path}' is corrupt ({type(exc).__name__}: {exc}). "
-                f"Rebuild it with `qa build --index {path}`."
-            ) from None
-        if not len(corpus) == dense.size == count or any(len(v) != count for v in vectors) or len(signatures) != len(corpus.articles):
-            raise IndexCorruptError(
-                f"The index at '{path}' is inconsistent ({len(corpus)} sentences, {len(embeddings)} vectors, "
-                f"{count} in the manifest). Rebuild it with `qa build --index {path}`."
-            )
-        return _State(corpus, *vectors, dense, lexical, cues, signatures, manifest)
-
     def _stamp(self) -> int:
         try:
             return os.stat(self._manifest_file).st_mtime_ns
@@ -223,45 +186,44 @@ class Index:
             return 0
 
     def _refresh(self) -> None:
-        """Pick up a write made by another process (e.g. `qa add` while the app runs)."""
+        """Pick up a commit made by another process (e.g. `qa add` while the app runs)."""
         stamp = self._stamp()
         if stamp and stamp != self._manifest_stamp:
-            self._state = self._read_state(self.path)
+            self._state = _read_snapshot(self.path, self._state)
             self._manifest_stamp = stamp
 
     # --- reading ---------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._state.corpus)
+        return len(self._state)
 
     @property
     def manifest(self) -> dict[str, Any]:
-        """The build metadata of the current snapshot."""
+        """The commit point of the current snapshot (build metadata, segments)."""
         return self._state.manifest
 
     def articles(self) -> list[ArticleInfo]:
         """The indexed articles, in the order they were added (including writes by other processes)."""
         self._refresh()
-        corpus = self._state.corpus
-        return [
-            ArticleInfo(a.id, a.title, a.date, a.source, len(corpus.sentence_ids(row)))
-            for row, a in enumerate(corpus.articles)
-        ]
+        state = self._state
+        per_article = np.bincount(state.corpus.table[:, 0], minlength=len(state.corpus.articles))
+        return [ArticleInfo(a.id, a.title, a.date, a.source, int(per_article[row])) for row, a in state.live_articles()]
 
     def article(self, article_id: str) -> Article:
         """One article, text included."""
-        corpus = self._state.corpus
-        row = corpus.index_of(article_id)
-        if row is None:
+        state = self._state
+        found = state.find_article(article_id)
+        if found is None:
             raise ArticleNotFoundError(f"No article with id '{article_id}'. `qa list` shows the ids.")
-        return corpus.articles[row]
+        position, row = found
+        return state.segments[position].data.corpus.articles[row]
 
     def search(self, query: str, history: Sequence[str] | None = None) -> tuple[str, list[Hit]]:
         """The resolved query and every candidate sentence for it, best first."""
         self._refresh()
         return self._search(self._state, query, history)
 
-    def _search(self, state: _State, query: str, history: Sequence[str] | None) -> tuple[str, list[Hit]]:
+    def _search(self, state: Snapshot, query: str, history: Sequence[str] | None) -> tuple[str, list[Hit]]:
         question = questions.validate(query, self.settings.max_question_chars)
         questions.check_script(question, state.manifest.get("scripts", []))
         resolved = questions.resolve(question, history)
@@ -294,6 +256,7 @@ class Index:
 
         Bad files are reported in the returned AddReport (by name, with the reason) and the
         good ones still go in. Re-adding an indexed article is a no-op reported as a duplicate.
+        Many articles are committed in batches of about `BATCH_SENTENCES` sentences.
         """
         if isinstance(paths, (str, Path)):
             paths = [paths]
@@ -302,9 +265,9 @@ class Index:
     def add_articles(self, articles: Sequence[Article], progress: bool = False) -> AddReport:
         """Add already-parsed articles (pasted text, other formats)."""
         report = AddReport()
-        with self._write_lock, storage.write_lock(self.path):
+        with self._write_lock, write_lock(self.path):
             self._refresh()
-            self._commit_additions(self._state, list(articles), report, progress)
+            self._add_batches(list(articles), report, progress, rebuild=False)
         return report
 
     def _add_paths(self, paths: list[str | Path], *, progress: bool, rebuild: bool) -> AddReport:
@@ -325,21 +288,26 @@ class Index:
                    f"no {', '.join(ARTICLE_SUFFIXES)} files found")
                 + ". Point --source at a folder of articles. The existing index was left as it was."
             )
-        with self._write_lock, storage.write_lock(self.path):
+        with self._write_lock, write_lock(self.path):
             if not rebuild:
                 self._refresh()
-            self._commit_additions(self._state, parsed, report, progress, force=rebuild)
+            self._add_batches(parsed, report, progress, rebuild=rebuild)
         return report
 
-    def _commit_additions(
-        self, base: _State, articles: list[Article], report: AddReport, progress: bool, force: bool = False
-    ) -> None:
+    def _add_batches(self, articles: list[Article], report: AddReport, progress: bool, *, rebuild: bool) -> None:
+        """Screen `articles` for repeats, then write them as segments of about `BATCH_SENTENCES`
+        sentences. An add commits each segment as it is written; a rebuild commits them all at
+        once at the end, so the index it replaces answers until then."""
         from qa.ingest.dedup import NearDuplicates
 
-        known = {a.sha256: a.id for a in base.corpus.articles}
-        taken = {a.id for a in base.corpus.articles}
-        near = NearDuplicates(base.corpus.articles, base.signatures)
-        fresh: list[Article] = []
+        base = self._state
+        live_articles, signatures = base.live_signatures()
+        known = {a.sha256: a.id for a in live_articles}
+        taken = {a.id for a in live_articles}
+        near = NearDuplicates(live_articles, signatures)
+        batch: list[Article] = []
+        batch_sentences = 0
+        written: list[tuple[str, SegmentData]] = []
         for article in articles:
             if article.sha256 in known:
                 report.duplicates.append(f"{article.source or article.id}: already indexed as '{known[article.sha256]}'")
@@ -355,85 +323,174 @@ class Index:
             near.add(article)
             known[article.sha256] = article.id
             taken.add(article.id)
-            fresh.append(article)
-        if not fresh and not force:
-            return
-        corpus = base.corpus.with_articles(fresh)
+            batch.append(article)
+            batch_sentences += len(article.sentences())
+            if batch_sentences >= BATCH_SENTENCES:
+                written.append(self._write_batch(batch, near, progress, commit=not rebuild))
+                report.added.extend(a.id for a in batch)
+                batch, batch_sentences = [], 0
+        if batch:
+            written.append(self._write_batch(batch, near, progress, commit=not rebuild))
+            report.added.extend(a.id for a in batch)
+        if rebuild:
+            self._commit([Segment(name, data) for name, data in written], replace_all=True)
+        elif written:
+            self._merge_while_needed()
+
+    def _write_batch(self, articles: list[Article], near: Any, progress: bool, *, commit: bool) -> tuple[str, SegmentData]:
+        """Embed and index `articles` as one new segment folder; commit it unless told not to."""
         from qa.cache import cached_encode  # nothing is embedded twice: see qa/cache.py
 
-        texts = corpus.embedding_texts(start=len(base.corpus))  # the new sentences only
+        corpus = Corpus.empty().with_articles(articles)
+        texts = corpus.embedding_texts()
         encoded = cached_encode(self.encoder, [t for group in texts for t in group], progress=progress)
-        new = len(corpus) - len(base.corpus)
-        sentence, titled, in_context = (encoded[k * new : (k + 1) * new] for k in range(3))
-        added = [sentence, np.hstack([titled, in_context])]  # VECTOR_FILES layout
-        vectors = [
-            np.concatenate([np.asarray(old).reshape(-1, more.shape[1]), more]) for old, more in zip(base.vectors, added)
-        ]
-        lexical = base.lexical.extend(texts[0], corpus.neighbours)
-        cues = base.cues.extend(corpus.sentences(np.arange(len(base.corpus), len(corpus))))
-        scripts = _script_counts(base.manifest) + Counter(filter(None, map(questions.script_of, (a.text for a in fresh))))
-        self._commit(corpus, vectors, base.manifest, base.dense.extend(vectors[0]), lexical, cues, near.signatures, scripts)
-        report.added.extend(a.id for a in fresh)
+        count = len(corpus)
+        sentence, titled, in_context = (encoded[k * count : (k + 1) * count] for k in range(3))
+        signatures = np.asarray(near.signatures[len(near.signatures) - len(articles):], dtype=np.uint64)
+        data = SegmentData(corpus, sentence, np.hstack([titled, in_context]), DenseIndex.build(sentence),
+                           LexicalIndex.build(texts[0], corpus.neighbours), CueTable.empty().extend(corpus.sentences(np.arange(count))),
+                           signatures)
+        name = self._next_segment_name()
+        data.write(self.path, name)
+        segment = Segment(name, read_segment_data(self.path / name, count))  # the written files, mapped
+        if commit:
+            self._commit([*self._state.segments, segment])
+        return name, segment.data
+
+    def _next_segment_name(self) -> str:
+        """A segment name no commit has used, nor a killed writer left behind."""
+        taken = [self._state.manifest.get("generation", 0)]
+        for entry in self.path.glob(SEGMENT_PREFIX + "*") if self.path.is_dir() else []:
+            digits = entry.name[len(SEGMENT_PREFIX):].split(".")[0]
+            if digits.isdigit():
+                taken.append(int(digits))
+        return segment_name(max(taken) + 1)
 
     def remove(self, article_id: str) -> ArticleInfo:
-        """Take an article out of every structure; returns what was removed."""
-        with self._write_lock, storage.write_lock(self.path):
+        """Take an article out: its segment gets a new deletion file, nothing else is rewritten."""
+        with self._write_lock, write_lock(self.path):
             self._refresh()
-            base = self._state
-            row = base.corpus.index_of(article_id)
-            if row is None:
+            state = self._state
+            found = state.find_article(article_id)
+            if found is None:
                 raise ArticleNotFoundError(f"No article with id '{article_id}'. `qa list` shows the ids.")
-            info = self.articles()[row]
-            corpus, keep = base.corpus.without_article(row)
-            vectors = [np.asarray(v)[keep] for v in base.vectors]
-            scripts = _script_counts(base.manifest) - Counter(filter(None, [questions.script_of(base.corpus.articles[row].text)]))
-            self._commit(corpus, vectors, base.manifest, DenseIndex.build(vectors[0]),
-                         base.lexical.without(keep, base.corpus.neighbours), base.cues.without(keep),
-                         np.delete(base.signatures, row, axis=0), scripts)
+            position, row = found
+            segment = state.segments[position]
+            article = segment.data.corpus.articles[row]
+            info = ArticleInfo(article.id, article.title, article.date, article.source,
+                               len(segment.data.corpus.sentence_ids(row)))
+            dead = np.union1d(segment.dead_articles, [row])
+            segments = list(state.segments)
+            if len(dead) == len(segment.data.corpus.articles):
+                del segments[position]  # nothing of it is left to answer from
+            else:
+                segments[position] = segment.with_deletes(dead)
+            self._commit(segments, deletes={position: dead} if len(segments) == len(state.segments) else None)
+            self._merge_while_needed()
         return info
 
-    def _commit(
-        self,
-        corpus: Corpus,
-        vectors: Sequence[np.ndarray],
-        previous: dict[str, Any],
-        dense: DenseIndex,
-        lexical: LexicalIndex,
-        cues: CueTable,
-        signatures: np.ndarray,
-        scripts: Counter[str],
-    ) -> None:
-        """Write a new generation and swap it in, on disk and in memory.
+    def optimize(self) -> None:
+        """Merge every segment into one, dropping deleted rows (`qa optimize`)."""
+        with self._write_lock, write_lock(self.path):
+            self._refresh()
+            segments = self._state.segments
+            if len(segments) > 1 or any(len(s.dead_rows) for s in segments):
+                self._merge(list(range(len(segments))))
 
-        Everything passed in was already updated for the change: nothing here is O(corpus) in Python.
-        """
-        vectors = [np.ascontiguousarray(v, dtype=np.float32) for v in vectors]
-        embeddings = vectors[0]
+    def _merge_while_needed(self) -> None:
+        """Merge what the policy asks for, one commit per merge (readers keep their snapshot)."""
+        while self.merge_policy is not None:
+            segments = self._state.segments
+            chosen = self.merge_policy.find_merge([len(s) for s in segments], [len(s.dead_rows) for s in segments])
+            if not chosen:
+                return
+            self._merge(chosen)
+
+    def _merge(self, positions: list[int]) -> None:
+        """Replace the adjacent segments at `positions` by one merged segment, in their place."""
+        segments = list(self._state.segments)
+        merged = merge_segments([segments[p] for p in positions])
+        name = self._next_segment_name()
+        merged.write(self.path, name)
+        segments[positions[0] : positions[-1] + 1] = [Segment(name, read_segment_data(self.path / name, len(merged)))]
+        self._commit(segments)
+
+    def _commit(self, segments: list[Segment], *, replace_all: bool = False,
+                deletes: dict[int, np.ndarray] | None = None) -> None:
+        """Write a commit point listing `segments` (deletion files for `deletes`, by position), make
+        it the index's, sweep what no commit needs any more, and swap the new snapshot in."""
+        previous = self._state.manifest
+        generation = max(int(previous.get("generation", 0)), *(_number(s.name) for s in segments), 0) + 1
+        entries = {entry["name"]: entry for entry in previous.get("segments", [])} if not replace_all else {}
+        listed = []
+        for position, segment in enumerate(segments):
+            entry = {"name": segment.name, "articles": len(segment.data.corpus.articles), "sentences": len(segment),
+                     "deletes": entries.get(segment.name, {}).get("deletes"),
+                     "deleted_articles": len(segment.dead_articles), "deleted_sentences": len(segment.dead_rows),
+                     "dense": segment.data.dense.describe()["kind"]}
+            if deletes and position in deletes:
+                entry["deletes"] = deletes_name(segment.name, generation)
+                write_deletes(self.path / entry["deletes"], deletes[position])
+            listed.append(entry)
+        articles = [a for s in segments for a in (s.data.corpus.articles[r] for r in s.live_articles())]
+        scripts = Counter(filter(None, map(questions.script_of, (a.text for a in articles))))
         manifest = {
-            "format_version": storage.FORMAT_VERSION,
+            "format_version": FORMAT_VERSION,
+            "generation": generation,
             "model": {"name": self.encoder.model_name, "fingerprint": self.encoder.fingerprint,
-                      "dimension": int(embeddings.shape[1]) if embeddings.size else self.encoder.dimension},
-            "counts": {"articles": len(corpus.articles), "sentences": len(corpus)},
-            "created": previous.get("created") or _now(),
+                      "dimension": self.encoder.dimension},
+            "counts": {"articles": len(articles), "sentences": sum(s.live_sentences for s in segments)},
+            "created": (previous.get("created") if not replace_all else None) or previous.get("created") or _now(),
             "updated": _now(),
             "scripts": sorted(scripts),  # what check_script compares questions with
-            "script_counts": dict(sorted(scripts.items())),  # articles per script, so add/remove update it
+            "script_counts": dict(sorted(scripts.items())),
             "versions": _versions(),
+            "segments": listed,
         }
-        manifest["dense"] = dense.describe()
-        with storage.new_generation(self.path) as (folder, name):
-            corpus.save(folder)
-            for file, matrix in zip(VECTOR_FILES, vectors):
-                np.save(folder / file, matrix)
-            dense.save(folder / DENSE_FILE)
-            (folder / LEXICAL_FOLDER).mkdir()
-            lexical.save(folder / LEXICAL_FOLDER)
-            (folder / CUES_FOLDER).mkdir()
-            cues.save(folder / CUES_FOLDER)
-            np.save(folder / SIGNATURES_FILE, np.ascontiguousarray(signatures, dtype=np.uint64))
-            manifest["data"] = name
-        storage.commit(self.path, manifest)
-        stored = [load_vectors(self.path / name / file) for file in VECTOR_FILES]  # let the in-memory copies go
-        signatures = np.load(self.path / name / SIGNATURES_FILE, mmap_mode="r", allow_pickle=False)
-        self._state = _State(corpus, *stored, dense.with_vectors(stored[0]), lexical, cues, signatures, manifest)
+        write_commit(self.path, manifest)
+        sweep(self.path, referenced(manifest), (SEGMENT_PREFIX, LEGACY_PREFIX))
+        self._state = Snapshot(segments, manifest, self.encoder.dimension)
         self._manifest_stamp = self._stamp()
+
+
+def _number(name: str) -> int:
+    digits = name.split("-", 1)[-1].split(".")[0]
+    return int(digits) if digits.isdigit() else 0
+
+
+def _read_snapshot(path: Path, previous: Snapshot | None = None) -> Snapshot:
+    """The snapshot of the commit at `path`, reusing the segments `previous` already read.
+
+    A writer may commit and sweep between reading the commit point and reading its segments:
+    then the commit point is read again (a few times at most).
+    """
+    for attempt in range(3):
+        manifest = read_commit(path)
+        try:
+            return _open_segments(path, manifest, previous)
+        except IndexCorruptError:
+            if attempt == 2 or read_commit(path).get("generation") == manifest.get("generation"):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _open_segments(path: Path, manifest: dict[str, Any], previous: Snapshot | None) -> Snapshot:
+    known = {s.name: s for s in previous.segments} if previous else {}
+    segments = []
+    for entry in manifest["segments"]:
+        try:
+            dead = dead_article_rows(entry, path)
+            old = known.get(entry["name"])
+            if old is not None and np.array_equal(old.dead_articles, dead):
+                segments.append(old)
+            elif old is not None:
+                segments.append(old.with_deletes(dead))
+            else:
+                segments.append(Segment(entry["name"], read_segment_data(path / entry["name"], entry["sentences"]), dead))
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise IndexCorruptError(
+                f"The index at '{path}' is corrupt (segment {entry.get('name')}: {type(exc).__name__}: {exc}). "
+                f"Rebuild it with `qa build --index {path}`."
+            ) from None
+    dimension = int(manifest.get("model", {}).get("dimension", 0))
+    return Snapshot(segments, manifest, dimension)

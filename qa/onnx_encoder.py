@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from qa.storage import fsync_dir
+from qa.store.files import fsync_dir
 
 log = logging.getLogger(__name__)
 

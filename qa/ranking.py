@@ -29,23 +29,35 @@ import numpy as np
 from qa.arrays import ranges
 from qa.config import Settings
 from qa.corpus import Corpus
-from qa.cues import CueTable, asks_for_cue
-from qa.dense import DenseIndex, top_k
-from qa.bm25 import LexicalIndex
+from qa.bm25 import Statistics
+from qa.cues import asks_for_cue
 from qa.lexical import coverage, phrase_matches
 from qa.questions import script_of
 
 
 class Searchable(Protocol):
-    """What ranking reads: an index snapshot (qa.index._State)."""
+    """What ranking reads: the segments of one commit read as one corpus (qa.store.Snapshot).
+
+    Sentence ids are global; features come from the segment that holds each sentence, and BM25
+    statistics from all of them, so a ranking does not depend on how the corpus is segmented.
+    """
 
     corpus: Corpus
     embeddings: np.ndarray
     title_context_embeddings: np.ndarray  # row i: the title vector, then the context vector, of sentence i
-    dense: DenseIndex
-    lexical: LexicalIndex
-    cues: CueTable
-    neighbour_dots: np.ndarray  # see `neighbour_dots`; read only when the dense index is flat
+    neighbour_dots: np.ndarray  # see `neighbour_dots`; read only when every segment is flat
+
+    def statistics(self, question: str) -> Statistics: ...
+
+    def similarities(self, query_vector: np.ndarray) -> np.ndarray | None: ...
+
+    def dense_top(self, query_vector: np.ndarray, k: int, similarities: np.ndarray | None) -> np.ndarray: ...
+
+    def lexical_top(self, question: str, k: int, stats: Statistics) -> np.ndarray: ...
+
+    def lexical_scores(self, question: str, ids: np.ndarray, stats: Statistics) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def cue_features(self, question: str, ids: np.ndarray) -> np.ndarray: ...
 
 
 class Hit(NamedTuple):
@@ -69,13 +81,13 @@ class Hit(NamedTuple):
 
 
 def candidates(state: Searchable, question: str, query_vector: np.ndarray, k: int,
-               similarities: np.ndarray | None = None) -> np.ndarray:
-    """Union of the dense top-k and the BM25 top-k (positive scores only), sorted by id.
+               similarities: np.ndarray | None, stats: Statistics) -> np.ndarray:
+    """Union of the dense top-k and the BM25 top-k (positive scores only) of live sentences, sorted by id.
 
-    `similarities`: the query's cosine with every sentence when already computed (flat index).
+    `similarities`: the query's cosine with every sentence when already computed (flat segments).
     """
-    dense_ids = top_k(similarities, k) if similarities is not None else state.dense.search(query_vector, k)[1]
-    lexical_ids, _ = state.lexical.top(question, k)
+    dense_ids = state.dense_top(query_vector, k, similarities)
+    lexical_ids = state.lexical_top(question, k, stats)
     return np.union1d(dense_ids, lexical_ids).astype(np.int64)
 
 
@@ -151,9 +163,10 @@ def rank(question: str, query_vector: np.ndarray, state: Searchable, settings: S
     """Every candidate sentence for a question, best first (ties broken by lower sentence id)."""
     if len(state.corpus) == 0:
         return []
-    similarities = state.dense.similarities(query_vector)
-    ids = candidates(state, question, query_vector, settings.candidates, similarities)
-    bm25, bm25_context = state.lexical.candidate_scores(question, ids, state.corpus.neighbours)
+    similarities = state.similarities(query_vector)
+    stats = state.statistics(question)
+    ids = candidates(state, question, query_vector, settings.candidates, similarities, stats)
+    bm25, bm25_context = state.lexical_scores(question, ids, stats)
     w = settings.weights
     sentence_cos, mean, paragraph, neighbour = _paragraph_features(state, ids, query_vector, similarities)
     pairs = np.asarray(state.title_context_embeddings[ids], dtype=np.float32)  # (n, 2 x dimension)
@@ -177,7 +190,7 @@ def rank(question: str, query_vector: np.ndarray, state: Searchable, settings: S
     bm25_z, context_z = _zscores(np.stack([bm25, bm25_context]))
     fused = absolute + w.bm25 * bm25_z + w.bm25_context * context_z + w.phrase * phrases
     if asks_for_cue(question) and not cjk:
-        gained = state.cues.features(question, ids) @ np.array([w.cue_number, w.cue_date, w.cue_person], dtype=np.float32)
+        gained = state.cue_features(question, ids) @ np.array([w.cue_number, w.cue_date, w.cue_person], dtype=np.float32)
         absolute += gained
         fused += gained
     order = np.lexsort((ids, -fused))

@@ -27,7 +27,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--articles", "2", "--questions", "8", "--sizes", "3000",
-         "--stages", "build,rebuild,add,answer,scale", "--out", str(out)],
+         "--stages", "build,rebuild,add,answer,segments,scale", "--out", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -37,7 +37,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_every_stage_reports(report: dict) -> None:
-    assert set(report["stages"]) == {"build", "rebuild", "add", "answer", "scale_3000"}
+    assert set(report["stages"]) == {"build", "rebuild", "add", "answer", "segments", "scale_3000"}
     assert report["machine"]["cores"] >= 1 and "torch" in report["machine"]["versions"]
 
 
@@ -59,10 +59,22 @@ def test_add_and_answer_figures(report: dict) -> None:
 
 def test_scale_figures(report: dict) -> None:
     scale = report["stages"]["scale_3000"]
-    assert scale["sentences"] == 3000 and scale["dense"]["kind"] == "flat"
-    assert scale["recall_at_10"] == 1.0  # flat search is exact
+    assert scale["sentences"] == 3000 and set(scale["dense_kinds"]) == {"flat"}
+    assert len(scale["segments"]) == 16 and sum(scale["segments"]) == 3000
+    assert scale["recall_at_10"] == 1.0  # flat search is exact, and merging segments' candidates loses nothing
     assert scale["disk_mib"] > 3000 * 384 * 4 / 2**20  # at least the float32 vectors
     assert scale["answer"]["count"] == 8
+    merge = scale["merge"]
+    assert merge["after"]["identical"] == merge["after"]["questions"] == 8  # a merge changes no answer
+
+
+def test_change_figures(report: dict) -> None:
+    for change in (report["stages"]["segments"]["change"], report["stages"]["scale_3000"]["change"]):
+        assert change["article_sentences"] == 16 and change["texts_encoded"] == 48
+        # An add writes its own segment (16 sentences: vectors, postings...) and a commit point, no more.
+        assert 16 * 384 * 4 * 3 < change["add_bytes"] < 1_000_000
+        assert 0 < change["remove_bytes"] < 10_000  # a deletion file and a commit point
+    assert report["stages"]["segments"]["segments"] == 2  # two articles, one add each (at most 16)
 
 
 def test_proximity_sweep_runs_on_a_slice(tmp_path: Path) -> None:

@@ -21,10 +21,12 @@ SEED_QUESTION = "How many industrial robots were installed in China in 2022?"
 
 
 def snapshot(path: Path) -> dict[str, str]:
-    """Hash of every committed file: manifest plus the data folder it names."""
+    """Hash of every committed file: the commit point plus the segments and deletion files it names."""
+    from qa.store import referenced
+
     index = Index.load(path)
-    folder = path / index.manifest["data"]
-    files = [path / "manifest.json", *sorted(p for p in folder.rglob("*") if p.is_file())]
+    named = [path / name for name in sorted(referenced(index.manifest))]
+    files = [p for p in named if p.is_file()] + sorted(f for p in named if p.is_dir() for f in p.rglob("*") if f.is_file())
     return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
@@ -84,7 +86,7 @@ def test_kill_while_writing_files(tmp_path: Path, index_copy: Path) -> None:
     deadline = time.monotonic() + 180
     killed = False
     while time.monotonic() < deadline and process.poll() is None:
-        if any(index_copy.glob("data-*.partial")):
+        if any(index_copy.glob("seg-*.partial")):
             process.send_signal(signal.SIGKILL)
             killed = True
             break
@@ -96,7 +98,9 @@ def test_kill_while_writing_files(tmp_path: Path, index_copy: Path) -> None:
     report = Index.load(index_copy).add(write_article(tmp_path / "one", "pier", "Pier Works",
                                                       "The new pier opened in June with 12 berths."))
     assert report.added == ["pier"]
-    assert not list(index_copy.glob("*.partial")) and len(list(index_copy.glob("data-*"))) == 1
+    listed = {s["name"] for s in Index.load(index_copy).manifest["segments"]}
+    assert not list(index_copy.glob("*.partial")) and {p.name for p in index_copy.glob("seg-*")} | {
+        p.name for p in index_copy.glob("data-*")} == listed
 
 
 def test_crash_just_before_the_manifest_swap(tmp_path: Path, index_copy: Path) -> None:
@@ -104,7 +108,7 @@ def test_crash_just_before_the_manifest_swap(tmp_path: Path, index_copy: Path) -
     before = snapshot(index_copy)
     article = write_article(tmp_path / "in", "pier", "Pier Works", "The new pier opened in June with 12 berths.")
     script = (
-        "import os, signal, qa.storage as s\n"
+        "import os, signal, qa.store.files as s\n"
         "real = os.replace\n"
         "def dying_replace(src, dst):\n"
         "    if str(dst).endswith('manifest.json'):\n"
@@ -116,5 +120,5 @@ def test_crash_just_before_the_manifest_swap(tmp_path: Path, index_copy: Path) -
     )
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, timeout=300)
     assert result.returncode == -signal.SIGKILL
-    assert list(index_copy.glob("data-*")) and (index_copy / "manifest.json.partial").exists()
+    assert list(index_copy.glob("seg-*")) and (index_copy / "manifest.json.partial").exists()
     assert_unchanged(index_copy, before)

@@ -219,21 +219,23 @@ def test_an_index_past_the_limit_uses_ivf_and_reads_vectors_by_row(
     monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path / "cache"))
     index = Index.empty(tmp_path / "index", RandomEncoder())
     index.add_articles([article(n) for n in range(30)])
-    assert len(index) == 600 and index.manifest["dense"]["kind"] == dense.LARGE_KIND
-    assert isinstance(index._state.embeddings, StoredVectors)  # the writer let its in-memory copy go
-    trained = index.manifest["dense"]["params"]["trained_size"]
+    first = index._state.segments[0]
+    assert len(index) == 600 and index.manifest["segments"][0]["dense"] == dense.LARGE_KIND
+    assert isinstance(first.data.embeddings, StoredVectors)  # the writer let its in-memory copy go
 
-    index.add_articles([article(30)])  # appended into the trained cells, not rebuilt
-    assert index.manifest["dense"]["params"]["trained_size"] == trained == 600
-    assert index._state.dense.size == 620
+    index.add_articles([article(30)])  # a segment of its own: the trained one is not touched
+    assert [s["dense"] for s in index.manifest["segments"]] == [dense.LARGE_KIND, "flat"]
+    assert index._state.segments[0] is first and len(index) == 620
 
     loaded = Index.load(tmp_path / "index")
-    assert loaded._state.dense.kind == dense.LARGE_KIND and isinstance(loaded._state.embeddings, StoredVectors)
+    assert loaded._state.segments[0].data.dense.kind == dense.LARGE_KIND
+    assert isinstance(loaded._state.segments[0].data.embeddings, StoredVectors)
     row = 610
     np.testing.assert_array_equal(loaded._state.embeddings[row], RandomEncoder().encode([loaded._state.corpus.sentence(row)])[0])
     result = loaded.answer("How much did item 7 of batch 30 weigh?")
     for citation in result.citations + result.related:
         assert loaded.article(citation.article_id).text[citation.start : citation.end] == citation.sentence
 
-    loaded.remove("batch-3")  # a removal rebuilds the structures from the remaining rows
-    assert len(loaded) == 600 and loaded._state.dense.size == 600
+    loaded.remove("batch-3")  # a deletion file: the IVF segment's rows stay, masked
+    assert len(loaded) == 600 and loaded.manifest["segments"][0]["deleted_sentences"] == 20
+    assert all(c.article_id != "batch-3" for c in loaded.answer("How much did item 7 of batch 3 weigh?").related)

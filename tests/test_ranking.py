@@ -26,11 +26,11 @@ def test_cue_table_gives_what_extracting_from_the_text_gives(seed_index) -> None
     ids = np.arange(len(state.corpus))
     texts = state.corpus.sentences(ids)
     for question in [*CUE_QUESTIONS, "Who won in 1066 and when?", "Why did robot sales grow?"]:
-        from_table = state.cues.features(question, ids)
+        from_table = state.cue_features(question, ids)
         np.testing.assert_array_equal(from_table, cue_features(question, texts), err_msg=question)
         assert from_table.any() == asks_for_cue(question), question
     some = np.array([len(ids) - 1, 0, 5])  # any order, as candidates come
-    np.testing.assert_array_equal(state.cues.features(CUE_QUESTIONS[0], some), cue_features(CUE_QUESTIONS[0], state.corpus.sentences(some)))
+    np.testing.assert_array_equal(state.cue_features(CUE_QUESTIONS[0], some), cue_features(CUE_QUESTIONS[0], state.corpus.sentences(some)))
 
 
 def test_cue_table_grows_shrinks_and_round_trips(tmp_path: Path) -> None:
@@ -64,7 +64,7 @@ def test_paragraph_features_from_similarities_equal_those_from_vectors(seed_inde
     state = seed_index._state
     question = "How many industrial robots were installed in China in 2022?"
     vector = seed_index.encoder.encode([question])[0]
-    similarities = state.dense.similarities(vector)
+    similarities = state.similarities(vector)
     assert similarities is not None
     ids = np.arange(len(state.corpus))  # every sentence: first, middle and last of paragraphs, one-sentence ones
     shortcut = ranking._paragraph_features(state, ids, vector, similarities)

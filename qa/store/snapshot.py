@@ -1,0 +1,247 @@
+"""A snapshot: the segments of one commit point, read as one corpus.
+
+Readers take a snapshot and keep it; a later commit makes a new one (segments it shares with
+the old are reused, not re-read). Sentence ids are global: a segment's rows follow those of
+the segments before it, in commit order, so the order of sentences, and with it every tie
+broken by id, is the same however the articles are split into segments. Deleted sentences keep
+their ids until a merge drops them, and are masked here.
+
+What ranking needs from the whole corpus is assembled from the segments at question time:
+BM25 statistics are summed over every live sentence (`statistics`), dense and BM25 top-k are
+taken in each segment and merged (`dense_top`, `lexical_top`), and per-candidate features are
+read from the segment that holds the candidate.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from qa.articles import Article
+from qa.bm25 import Statistics, _idf
+from qa.corpus import Corpus
+from qa.cues import KINDS
+from qa.dense import top_k
+from qa.lexical import tokenize
+from qa.store.segment import Segment
+
+
+class SegmentedVectors:
+    """The vector matrices of several segments read as one (n, d) matrix by global row.
+
+    Supports what the engine uses: `len`, `shape`, `v[i]`, `v[ids]` (any order, repeats
+    allowed) and `np.asarray(v)` (copies: small corpora and tests only).
+    """
+
+    def __init__(self, parts: Sequence[Any], offsets: np.ndarray) -> None:
+        self.parts, self.offsets = list(parts), offsets
+        self.shape = (int(offsets[-1]), int(parts[0].shape[1]))
+        self.dtype, self.ndim = np.dtype(np.float32), 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            part = int(np.searchsorted(self.offsets, key, side="right")) - 1
+            return np.asarray(self.parts[part][int(key) - int(self.offsets[part])], dtype=np.float32)
+        ids = np.asarray(key)
+        if ids.dtype == bool:
+            ids = np.flatnonzero(ids)
+        ids = ids.astype(np.int64)
+        out = np.empty((len(ids), self.shape[1]), dtype=np.float32)
+        owner = np.searchsorted(self.offsets, ids, side="right") - 1
+        for part in np.unique(owner).tolist():
+            here = owner == part
+            out[here] = self.parts[part][ids[here] - self.offsets[part]]
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = np.concatenate([np.asarray(p, dtype=np.float32) for p in self.parts])
+        return whole if dtype is None else whole.astype(dtype)
+
+
+def _stacked(parts: list[Any], offsets: np.ndarray, width: int) -> Any:
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return np.zeros((0, width), dtype=np.float32)
+    return SegmentedVectors(parts, offsets)
+
+
+class Snapshot:
+    """The live segments of one commit, and the manifest that lists them.
+
+    Args:
+        segments: oldest first, as the commit point lists them.
+        manifest: the commit point.
+        dimension: vector length (for an index with no segments yet).
+    """
+
+    def __init__(self, segments: Sequence[Segment], manifest: dict[str, Any], dimension: int) -> None:
+        self.segments = tuple(segments)
+        self.manifest = manifest
+        self.dimension = dimension
+        self.offsets = np.concatenate([[0], np.cumsum([len(s) for s in self.segments], dtype=np.int64)]).astype(np.int64)
+        self.article_offsets = np.concatenate(
+            [[0], np.cumsum([len(s.data.corpus.articles) for s in self.segments], dtype=np.int64)]).astype(np.int64)
+
+    def __len__(self) -> int:
+        """Live sentences."""
+        return sum(s.live_sentences for s in self.segments)
+
+    # --- the corpus as one -----------------------------------------------------
+
+    @functools.cached_property
+    def corpus(self) -> Corpus:
+        """Every segment's articles and sentences, by global id (deleted ones included: see `live`)."""
+        if len(self.segments) == 1:
+            return self.segments[0].data.corpus
+        return Corpus.concatenate([s.data.corpus for s in self.segments])
+
+    @functools.cached_property
+    def embeddings(self) -> Any:
+        """Sentence vectors by global id."""
+        return _stacked([s.data.embeddings for s in self.segments], self.offsets, self.dimension)
+
+    @functools.cached_property
+    def title_context_embeddings(self) -> Any:
+        """Title and context vectors by global id, side by side."""
+        return _stacked([s.data.title_context_embeddings for s in self.segments], self.offsets, 2 * self.dimension)
+
+    @property
+    def vectors(self) -> tuple[Any, Any]:
+        """Both vector matrices."""
+        return self.embeddings, self.title_context_embeddings
+
+    @functools.cached_property
+    def neighbour_dots(self) -> np.ndarray:
+        """`qa.ranking.neighbour_dots` by global id (each segment's, computed once per segment)."""
+        parts = [s.neighbour_dots for s in self.segments]
+        return np.concatenate(parts) if parts else np.zeros((0, 3), dtype=np.float32)
+
+    @functools.cached_property
+    def live(self) -> np.ndarray | None:
+        """False for deleted sentences; None when nothing is deleted."""
+        if all(s.live is None for s in self.segments):
+            return None
+        return np.concatenate([s.live if s.live is not None else np.ones(len(s), dtype=bool) for s in self.segments])
+
+    def live_articles(self) -> Iterator[tuple[int, Article]]:
+        """(global article row, article) of every article not deleted, in commit order."""
+        for segment, first in zip(self.segments, self.article_offsets.tolist()):
+            articles = segment.data.corpus.articles
+            for row in segment.live_articles():
+                yield first + row, articles[row]
+
+    def find_article(self, article_id: str) -> tuple[int, int] | None:
+        """(segment position, local article row) of the live article `article_id`, or None."""
+        for position, segment in enumerate(self.segments):
+            articles = segment.data.corpus.articles
+            for row in segment.live_articles():
+                if articles[row].id == article_id:
+                    return position, row
+        return None
+
+    def live_signatures(self) -> tuple[list[Article], np.ndarray]:
+        """The live articles and their near-duplicate signatures, row for row."""
+        articles, rows = [], []
+        for segment in self.segments:
+            live = segment.live_articles()
+            articles += [segment.data.corpus.articles[row] for row in live]
+            rows.append(np.asarray(segment.data.signatures[live]))
+        from qa.ingest.dedup import PERMUTATIONS
+
+        return articles, (np.concatenate(rows) if rows else np.zeros((0, PERMUTATIONS), dtype=np.uint64))
+
+    def _owners(self, ids: np.ndarray) -> tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]:
+        """Split global ids by segment: [(segment position, where in `ids`, local ids)]."""
+        owner = np.searchsorted(self.offsets, ids, side="right") - 1
+        groups = []
+        for position in np.unique(owner).tolist():
+            where = np.flatnonzero(owner == position)
+            groups.append((position, where, ids[where] - self.offsets[position]))
+        return owner, groups
+
+    # --- what ranking asks --------------------------------------------------------
+
+    def statistics(self, question: str) -> Statistics:
+        """BM25 statistics of the question's terms over every live sentence of every segment."""
+        names = sorted(set(tokenize(question)))
+        documents = length = context_length = 0
+        df = np.zeros(len(names), dtype=np.int64)
+        context_df = np.zeros(len(names), dtype=np.int64)
+        for segment in self.segments:
+            live, tokens, context_tokens = segment.lexical_totals
+            documents, length, context_length = documents + live, length + tokens, context_length + context_tokens
+            if names:
+                more_df, more_context_df = segment.frequencies(names)
+                df += more_df
+                context_df += more_context_df
+        size = max(documents, 1)
+        return Statistics(documents, length / size, context_length / size,
+                          dict(zip(names, _idf(df, documents).tolist())),
+                          dict(zip(names, _idf(context_df, documents).tolist())))
+
+    def similarities(self, query_vector: np.ndarray) -> np.ndarray | None:
+        """The query's cosine with every sentence when every segment is flat (exact and cheap), else None."""
+        parts = []
+        for segment in self.segments:
+            part = segment.data.dense.similarities(query_vector)
+            if part is None:
+                return None
+            parts.append(part)
+        return np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0, dtype=np.float32))
+
+    def dense_top(self, query_vector: np.ndarray, k: int, similarities: np.ndarray | None) -> np.ndarray:
+        """Global ids of the k live sentences nearest the query, best first (ties to the lower id)."""
+        if similarities is not None:
+            if self.live is None:
+                return top_k(similarities, k)
+            best = top_k(np.where(self.live, similarities, -np.inf), k)
+            return best[self.live[best]]  # fewer live sentences than k: the dead ones came last
+        scores, ids = [], []
+        for segment, offset in zip(self.segments, self.offsets.tolist()):
+            found_scores, found = segment.data.dense.search(query_vector, k + len(segment.dead_rows))
+            if segment.live is not None:
+                alive = segment.live[found]
+                found_scores, found = found_scores[alive], found[alive]
+            scores.append(found_scores)
+            ids.append(found + offset)
+        every_score, every_id = np.concatenate(scores), np.concatenate(ids)
+        return every_id[np.lexsort((every_id, -every_score))[:k]]
+
+    def lexical_top(self, question: str, k: int, stats: Statistics) -> np.ndarray:
+        """Global ids (ascending) of the k best live BM25 sentences, each scored with `stats`."""
+        if len(self.segments) == 1:
+            segment = self.segments[0]
+            return segment.data.lexical.top(question, k, stats, segment.live)[0]
+        ids, scores = [], []
+        for segment, offset in zip(self.segments, self.offsets.tolist()):
+            found, found_scores = segment.data.lexical.top(question, k, stats, segment.live)
+            ids.append(found + offset)
+            scores.append(found_scores)
+        every_id, every_score = np.concatenate(ids), np.concatenate(scores)
+        return np.sort(every_id[top_k(every_score, k)]) if len(every_id) else every_id
+
+    def lexical_scores(self, question: str, ids: np.ndarray, stats: Statistics) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 of sentences `ids` and of their contexts, each from its own segment, with `stats`."""
+        if len(self.segments) == 1:
+            data = self.segments[0].data
+            return data.lexical.candidate_scores(question, ids, data.corpus.neighbours, stats)
+        sentence, context = np.zeros(len(ids), dtype=np.float32), np.zeros(len(ids), dtype=np.float32)
+        for position, where, local in self._owners(ids)[1]:
+            data = self.segments[position].data
+            sentence[where], context[where] = data.lexical.candidate_scores(question, local, data.corpus.neighbours, stats)
+        return sentence, context
+
+    def cue_features(self, question: str, ids: np.ndarray) -> np.ndarray:
+        """`qa.cues.CueTable.features` of sentences `ids`, each from its own segment."""
+        if len(self.segments) == 1:
+            return self.segments[0].data.cues.features(question, ids)
+        parts = np.zeros((len(ids), KINDS), dtype=np.float32)
+        for position, where, local in self._owners(ids)[1]:
+            parts[where] = self.segments[position].data.cues.features(question, local)
+        return parts

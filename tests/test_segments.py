@@ -1,0 +1,268 @@
+"""The segment store: adds write one segment, removes a deletion file, merges keep answers identical."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, SEED_INDEX, SEEDS, SQUAD_DEV, write_article
+from qa import Index
+from qa.store import MergePolicy
+
+ROBOTS = "How many industrial robots were installed in China in 2022?"
+
+
+def squad_files(folder: Path, count: int) -> list[Path]:
+    """The first `count` SQuAD dev articles as .txt files, in file order."""
+    from qa.evaluation.squad import load_squad
+
+    squad = load_squad(SQUAD_DEV, count)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for article in squad.articles:
+        file = folder / f"{article.file_name}.txt"
+        file.write_text(article.text, encoding="utf-8", newline="")
+        files.append(file)
+    return files
+
+
+def squad_questions(count: int) -> list[str]:
+    from qa.evaluation.squad import load_squad
+
+    return [q.text for q in load_squad(SQUAD_DEV, count).questions]
+
+
+def answers(index: Index, questions: list[str]) -> list[tuple[bool, list[tuple[str, int, int]], list[float]]]:
+    """Per question: abstained, the cited (article, start, end) and the citation scores."""
+    out = []
+    for question in questions:
+        result = index.answer(question)
+        cited = result.related if result.abstained else result.citations
+        out.append((result.abstained, [(c.article_id, c.start, c.end) for c in cited], [c.score for c in cited]))
+    return out
+
+
+def assert_same_answers(one: list, other: list) -> None:
+    for (abstained_a, cited_a, scores_a), (abstained_b, cited_b, scores_b) in zip(one, other, strict=True):
+        assert abstained_a == abstained_b and cited_a == cited_b
+        np.testing.assert_allclose(scores_a, scores_b, atol=1e-4)  # scores are rounded to 4 places
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SQUAD_DEV.is_file(), reason=f"SQuAD dev not found at {SQUAD_DEV}: clone next to shared/")
+def test_one_segment_per_article_answers_like_one_build_and_like_its_merge(tmp_path: Path) -> None:
+    files = squad_files(tmp_path / "articles", 2)
+    built = Index.build(tmp_path / "articles", tmp_path / "built")
+    assert len(built.manifest["segments"]) == 1
+    piecemeal = Index.empty(tmp_path / "piecemeal", built.encoder)
+    piecemeal.merge_policy = None
+    for file in files:
+        piecemeal.add(file)
+    assert len(piecemeal.manifest["segments"]) == len(files) == 2
+    questions = squad_questions(2)
+    # Ranking scores themselves, not only the rounded citations: every candidate agrees.
+    for question in questions[:40]:
+        hits_one = built.search(question)[1]
+        hits_many = piecemeal.search(question)[1]
+        assert [h.sentence_id for h in hits_one] == [h.sentence_id for h in hits_many]
+        np.testing.assert_allclose([h.score for h in hits_one], [h.score for h in hits_many], atol=1e-5)
+    expected = answers(built, questions)
+    assert_same_answers(answers(piecemeal, questions), expected)
+    piecemeal.optimize()
+    assert len(piecemeal.manifest["segments"]) == 1
+    assert_same_answers(answers(Index.load(tmp_path / "piecemeal"), questions), expected)
+
+
+def test_an_add_writes_one_segment_and_touches_no_other_file(tmp_path: Path) -> None:
+    index = Index.build(SEEDS, tmp_path / "index")
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "index").rglob("*") if p.is_file()}
+    index.add(write_article(tmp_path / "in", "pier", "Pier Works", "The new pier opened in June with 12 berths."))
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "index").rglob("*") if p.is_file()}
+    changed = {p.relative_to(tmp_path / "index").parts[0] for p in after if before.get(p) != after[p]}
+    new_segment = index.manifest["segments"][-1]["name"]
+    assert changed == {"manifest.json", new_segment}
+    assert [s["articles"] for s in index.manifest["segments"]] == [1, 1]
+
+
+def test_a_remove_writes_a_deletion_file_and_the_rows_are_gone_everywhere(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    shutil.copytree(SEEDS, source)
+    write_article(source, "harbour", "Harbour Report", "The harbour at Korvik moved 4,100 containers in May. "
+                  "Officials said traffic grew by 12 percent.\n\nThe new crane arrived in April.")
+    write_article(source, "lighthouse", "Korvik Lighthouse", "The Korvik lighthouse was rebuilt in 1911. "
+                  "Its lamp can be seen from 40 kilometres.")
+    index = Index.build(source, tmp_path / "index")
+    segment = index.manifest["segments"][0]["name"]
+    question = "How many containers did the harbour at Korvik move in May?"
+    assert index.answer(question).citations[0].article_id == "harbour"
+    files_before = {p.name for p in (tmp_path / "index").iterdir()}
+    index.remove("harbour")
+    entry = index.manifest["segments"][0]
+    assert entry["name"] == segment and entry["deleted_articles"] == 1 and entry["deleted_sentences"] == 3
+    assert {p.name for p in (tmp_path / "index").iterdir()} - files_before == {entry["deletes"]}
+    assert (tmp_path / "index" / entry["deletes"]).stat().st_size < 1024
+    reloaded = Index.load(tmp_path / "index")
+    assert sorted(a.id for a in reloaded.articles()) == ["lighthouse", "openai-api-block-chinese-ai-startups"]
+    result = reloaded.answer(question)
+    assert all(c.article_id != "harbour" for c in result.citations + result.related)
+    # BM25 counts live rows only: the same as an index that never held the article.
+    (source / "harbour.txt").unlink()
+    fresh = Index.build(source, tmp_path / "fresh")
+    for words in ("Korvik lighthouse rebuilt", "harbour containers", ROBOTS):
+        mine, theirs = reloaded.search(words)[1], fresh.search(words)[1]
+        assert [reloaded._state.corpus.sentence(h.sentence_id) for h in mine] == \
+            [fresh._state.corpus.sentence(h.sentence_id) for h in theirs]
+        np.testing.assert_allclose([h.lexical for h in mine], [h.lexical for h in theirs], rtol=1e-5)
+    # A merge drops the deleted rows for good.
+    reloaded.optimize()
+    assert reloaded.manifest["segments"][0]["deleted_sentences"] == 0 and len(reloaded._state.corpus) == len(fresh)
+
+
+def test_merge_policy_keeps_segments_few_and_merges_adjacent_ones() -> None:
+    policy = MergePolicy(segments_per_tier=4, floor=100)
+    assert policy.find_merge([10, 10, 10], [0, 0, 0]) is None
+    assert policy.find_merge([5000, 10, 10, 10, 10], [0] * 5) == [1, 2, 3, 4]
+    assert policy.find_merge([400, 400, 400, 400, 10], [0] * 5) == [0, 1, 2, 3]
+    assert policy.find_merge([400, 10], [300, 0]) == [0]  # mostly deleted: rewritten alone
+    sizes: list[int] = []
+    rewritten = 0
+    for _ in range(500):  # 500 adds of 100 rows: segments stay few, each row is rewritten ~log times
+        sizes.append(100)
+        while (chosen := policy.find_merge(sizes, [0] * len(sizes))) is not None:
+            rewritten += sum(sizes[i] for i in chosen)
+            sizes[chosen[0] : chosen[-1] + 1] = [sum(sizes[i] for i in chosen)]
+        assert len(sizes) <= 4 * 5
+    assert rewritten <= 5 * sum(sizes)  # log_4(500) ~ 4.5 tiers
+
+
+def test_writes_merge_segments_as_they_pile_up(tmp_path: Path) -> None:
+    index = Index.build(SEEDS, tmp_path / "index")
+    index.merge_policy = MergePolicy(segments_per_tier=3, floor=1000)
+    for n in range(5):
+        index.add(write_article(tmp_path / "in", f"note-{n}", f"Note {n}", f"Note {n} says the ferry left at {n} pm."))
+    assert len(index.manifest["segments"]) < 6 and len(index.articles()) == 6
+    on_disk = sorted(p.name for p in (tmp_path / "index").glob("seg-*"))
+    assert on_disk == sorted(s["name"] for s in index.manifest["segments"])
+    assert "290,300" in Index.load(tmp_path / "index").answer(ROBOTS).citations[0].sentence
+
+
+def test_an_old_single_folder_index_loads_and_its_first_write_migrates_it(tmp_path: Path) -> None:
+    old = tmp_path / "index"
+    shutil.copytree(SEED_INDEX, old, ignore=shutil.ignore_patterns(".write.lock"))
+    manifest = json.loads((old / "manifest.json").read_text())
+    if manifest["format_version"] != 6:
+        pytest.skip("the committed seed index is no longer in format 6")
+    index = Index.load(old)
+    assert "290,300" in index.answer(ROBOTS).citations[0].sentence
+    index.add(write_article(tmp_path / "in", "pier", "Pier Works", "The new pier opened in June with 12 berths."))
+    migrated = json.loads((old / "manifest.json").read_text())
+    assert migrated["format_version"] == 7
+    assert [s["name"] for s in migrated["segments"]] == [manifest["data"], migrated["segments"][1]["name"]]
+    assert "290,300" in Index.load(old).answer(ROBOTS).citations[0].sentence
+
+
+def test_a_reader_keeps_its_snapshot_and_sees_the_next_commit(tmp_path: Path) -> None:
+    writer = Index.build(SEEDS, tmp_path / "index")
+    reader = Index.load(tmp_path / "index")
+    snapshot = reader._state
+    writer.add(write_article(tmp_path / "in", "pier", "Pier Works", "The new pier opened in June with 12 berths."))
+    writer.optimize()  # the reader's segment folder is swept; its snapshot still answers
+    hits = reader._search(snapshot, ROBOTS, None)[1]
+    assert "290,300" in snapshot.corpus.sentence(hits[0].sentence_id)
+    assert [a.id for a in reader.articles()] == ["openai-api-block-chinese-ai-startups", "pier"]
+
+
+# --- kill -9 at random moments ------------------------------------------------------------
+
+KILLS = int(os.environ.get("QA_CRASH_KILLS", "20"))
+
+
+def _run_and_kill(args: list[str], delay: float) -> int:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return process.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        return process.wait()
+
+
+def _lifetime(args: list[str]) -> float:
+    start = time.monotonic()
+    assert _run_and_kill(args, 300) == 0
+    return time.monotonic() - start
+
+
+def _article_ids(path: Path) -> set[str]:
+    return {a.id for a in Index.load(path).articles()}
+
+
+@pytest.mark.slow
+def test_kill_9_during_adds_at_random_moments_leaves_a_commit(tmp_path: Path) -> None:
+    index_path = tmp_path / "index"
+    Index.build(SEEDS, index_path)
+    rng = random.Random(7)
+    expected = _article_ids(index_path)
+
+    def new_input(n: int) -> Path:
+        folder = tmp_path / f"in-{n}"
+        run = uuid.uuid4().hex[:6]
+        for k in range(2):
+            body = " ".join(f"Report {run}-{k} line {p}: the depot at site {n} shipped {p * 7 + k} crates." for p in range(15))
+            write_article(folder, f"depot-{n}-{k}", f"Depot {n}-{k} {run}", body)
+        return folder
+
+    lifetime = _lifetime(["-m", "qa.cli", "add", "--index", str(index_path), str(new_input(0))])
+    expected |= {f"depot-0-{k}" for k in range(2)}
+    outcomes = set()
+    for n in range(1, KILLS + 1):
+        status = _run_and_kill(["-m", "qa.cli", "add", "--index", str(index_path), str(new_input(n))],
+                               rng.uniform(0.3, 1.05) * lifetime)
+        ids = _article_ids(index_path)
+        added = {f"depot-{n}-{k}" for k in range(2)}
+        assert ids in (expected, expected | added), f"kill {n} left a partial commit: {sorted(ids ^ expected)}"
+        outcomes.add((status, ids == expected))
+        expected = ids
+        assert "290,300" in Index.load(index_path).answer(ROBOTS).citations[0].sentence
+    assert (-signal.SIGKILL, True) in outcomes  # some kills landed before the commit
+
+
+@pytest.mark.slow
+def test_kill_9_during_merges_at_random_moments_leaves_a_commit(tmp_path: Path) -> None:
+    index_path = tmp_path / "index"
+    index = Index.build(SEEDS, index_path)
+    index.merge_policy = None
+    for n in range(6):
+        body = " ".join(f"Item {n}-{p} of the Korvik ledger lists {p * 11 + n} barrels of tar." for p in range(30))
+        index.add(write_article(tmp_path / "in", f"ledger-{n}", f"Ledger {n}", body))
+    index.remove("ledger-2")
+    questions = [ROBOTS, "How many barrels of tar does item 4-7 of the Korvik ledger list?"]
+    reference = answers(index, questions)
+    pristine = tmp_path / "pristine"
+    shutil.copytree(index_path, pristine)
+    merge = ["-c", f"from qa import Index; Index.load({str(index_path)!r}).optimize()"]
+    lifetime = _lifetime(merge)
+    rng = random.Random(11)
+    outcomes = set()
+    for n in range(KILLS):
+        shutil.rmtree(index_path)
+        shutil.copytree(pristine, index_path)
+        status = _run_and_kill(merge, rng.uniform(0.2, 1.05) * lifetime)
+        reloaded = Index.load(index_path)
+        segments = len(reloaded.manifest["segments"])
+        assert segments in (1, 7), f"kill {n}: {segments} segments"
+        outcomes.add((status, segments))
+        assert_same_answers(answers(reloaded, questions), reference)
+    assert {s for _, s in outcomes} == {1, 7}  # kills landed both before and after the commit
