@@ -71,7 +71,6 @@ class _Query(NamedTuple):
     factors: np.ndarray  # repeats x idf: what each term's saturated weight is multiplied by
     sizes: np.ndarray  # how many postings each term has
     gathered: _Gathered | None  # all the terms' postings, when there are at most FULL_SCAN_POSTINGS
-    live: np.ndarray | None  # False for deleted sentences, which are never returned; None: all live
 
 
 def _idf(df: np.ndarray, documents: int) -> np.ndarray:
@@ -250,10 +249,10 @@ class LexicalIndex:
 
     # --- reading -----------------------------------------------------------
 
-    def _query(self, query: str, stats: Statistics | None = None, live: np.ndarray | None = None) -> _Query:
+    def _query(self, query: str, stats: Statistics | None = None) -> _Query:
         """The query's indexed terms, and their postings when few (see `_Query`)."""
         last = self._last_query  # a question is looked up two or three times in a row
-        if last is not None and last.text == query and last.stats is stats and last.live is live:
+        if last is not None and last.text == query and last.stats is stats:
             return last
         vocabulary = self._vocabulary
         # Terms in the order of their text, not of their ids: every segment then sums a
@@ -270,7 +269,7 @@ class LexicalIndex:
         sizes = self.postings.indptr[terms + 1] - starts
         few = 0 < sizes.sum() <= FULL_SCAN_POSTINGS
         gathered = self._gather(terms, factors, starts, sizes, weights) if few else None
-        query_state = _Query(query, stats, terms, names, weights, ceiling, repeats, factors, sizes, gathered, live)
+        query_state = _Query(query, stats, terms, names, weights, ceiling, repeats, factors, sizes, gathered)
         self._last_query = query_state  # one swap: safe when threads race
         return query_state
 
@@ -356,13 +355,13 @@ class LexicalIndex:
         essential terms are read, and only sentences that can still reach `floor` are scored
         exactly. Ties at the k-th score keep the lower ids.
         """
-        q = self._query(query, stats, live)
+        q = self._query(query, stats)
         terms, factors, sizes = q.terms, q.factors, q.sizes
         if not len(terms) or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         if q.gathered is not None:
             return _top_of(q.gathered.ids, q.gathered.scores, k, live)
-        floor = self._floor(q, k)
+        floor = self._floor(q, k, live)
         impacts = factors * q.ceiling[terms]
         by_impact = np.argsort(impacts, kind="stable")
         optional = by_impact[np.cumsum(impacts[by_impact]) < floor]
@@ -392,14 +391,14 @@ class LexicalIndex:
         partial = np.concatenate([factor * q.weights[span] for factor, span in zip(q.factors[which], spans)])
         return _merge(holders, partial, self.size)
 
-    def _floor(self, q: _Query, k: int) -> float:
+    def _floor(self, q: _Query, k: int, live: np.ndarray | None) -> float:
         """A lower bound on the k-th best score of a live sentence: the k-th best exact score among
         the live sentences that score best on the rarest terms (0 when fewer than k hold them)."""
         by_size = np.argsort(q.sizes, kind="stable")
         rarest = by_size[: max(1, int(np.searchsorted(np.cumsum(q.sizes[by_size]), SEED_POSTINGS, side="right")))]
         ids, partial = self._holders(q, rarest)
-        if q.live is not None:
-            alive = q.live[ids]
+        if live is not None:
+            alive = live[ids]
             ids, partial = ids[alive], partial[alive]
         if len(ids) < k:
             return 0.0

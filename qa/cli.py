@@ -63,6 +63,18 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from qa.index import Index
+
+    index = Index.load(args.index)
+    before = index.manifest["segments"]
+    index.optimize()
+    dropped = sum(entry.get("deleted_sentences", 0) for entry in before)
+    print(f"merged {len(before)} segment(s) into {len(index.manifest['segments'])}"
+          + (f", dropping {dropped} deleted sentences" if dropped else "") + f": {len(index)} sentences")
+    return EXIT_OK
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from qa.index import Index
 
@@ -114,6 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     remove = command("remove", cmd_remove, "Remove an article by id (see `qa list`).")
     remove.add_argument("article_id")
 
+    command("optimize", cmd_optimize, "Merge the index's segments into one (drops removed articles' rows).")
+
     listing = command("list", cmd_list, "List the indexed articles.")
     listing.add_argument("--json", action="store_true", help="print JSON")
 
@@ -140,8 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("interrupted: the index was left as it was before this command.", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        committed = getattr(exc, "committed", [])
+        if committed:
+            print(f"interrupted: {len(committed)} article(s) were committed before the interruption "
+                  f"({', '.join(committed[:10])}{', ...' if len(committed) > 10 else ''}); run the same command "
+                  "again to add the rest (those already in are skipped).", file=sys.stderr)
+        else:
+            print("interrupted: the index was left as it was before this command.", file=sys.stderr)
         return 130
 
 

@@ -105,6 +105,11 @@ def _script_counts(manifest: dict[str, Any]) -> Counter[str]:
     return Counter(manifest.get("script_counts", {}))
 
 
+def _scripts(articles: Iterable[Article]) -> Counter[str]:
+    """How many of `articles` are written in each script."""
+    return Counter(filter(None, map(questions.script_of, (a.text for a in articles))))
+
+
 class Index:
     """A searchable collection of articles stored in one folder of segments.
 
@@ -308,32 +313,38 @@ class Index:
         batch: list[Article] = []
         batch_sentences = 0
         written: list[tuple[str, SegmentData]] = []
-        for article in articles:
-            if article.sha256 in known:
-                report.duplicates.append(f"{article.source or article.id}: already indexed as '{known[article.sha256]}'")
-                continue
-            if article.id in taken:  # same name, other text: keep both, apart
-                article = Article(**{**article.__dict__, "id": f"{article.id}-{article.sha256[:6]}"})
-            match = near.find(article)
-            if match:  # kept (it may add facts), flagged; answers never quote the same sentence twice
-                article = Article(**{**article.__dict__, "meta": {**article.meta, "near_duplicate_of": match.article_id}})
-                report.near_duplicates.append(
-                    f"{article.source or article.id}: added as '{article.id}', but nearly the same text as "
-                    f"'{match.article_id}' ({match.jaccard:.0%} shared 5-grams)")
-            near.add(article)
-            known[article.sha256] = article.id
-            taken.add(article.id)
-            batch.append(article)
-            batch_sentences += len(article.sentences())
-            if batch_sentences >= BATCH_SENTENCES:
+        try:
+            for article in articles:
+                if article.sha256 in known:
+                    report.duplicates.append(f"{article.source or article.id}: already indexed as '{known[article.sha256]}'")
+                    continue
+                if article.id in taken:  # same name, other text: keep both, apart
+                    article = Article(**{**article.__dict__, "id": f"{article.id}-{article.sha256[:6]}"})
+                match = near.find(article)
+                if match:  # kept (it may add facts), flagged; answers never quote the same sentence twice
+                    article = Article(**{**article.__dict__, "meta": {**article.meta, "near_duplicate_of": match.article_id}})
+                    report.near_duplicates.append(
+                        f"{article.source or article.id}: added as '{article.id}', but nearly the same text as "
+                        f"'{match.article_id}' ({match.jaccard:.0%} shared 5-grams)")
+                near.add(article)
+                known[article.sha256] = article.id
+                taken.add(article.id)
+                batch.append(article)
+                batch_sentences += len(article.sentences())
+                if batch_sentences >= BATCH_SENTENCES:
+                    written.append(self._write_batch(batch, near, progress, commit=not rebuild))
+                    report.added.extend(a.id for a in batch)
+                    batch, batch_sentences = [], 0
+            if batch:
                 written.append(self._write_batch(batch, near, progress, commit=not rebuild))
                 report.added.extend(a.id for a in batch)
-                batch, batch_sentences = [], 0
-        if batch:
-            written.append(self._write_batch(batch, near, progress, commit=not rebuild))
-            report.added.extend(a.id for a in batch)
+        except KeyboardInterrupt as exc:
+            # What an add committed stays (a re-run skips it); a rebuild committed nothing yet.
+            exc.committed = [] if rebuild else list(report.added)  # type: ignore[attr-defined]
+            raise
         if rebuild:
-            self._commit([Segment(name, data) for name, data in written], replace_all=True)
+            added = [a for _, data in written for a in data.corpus.articles]
+            self._commit([Segment(name, data) for name, data in written], replace_all=True, scripts=_scripts(added))
         elif written:
             self._merge_while_needed()
 
@@ -354,7 +365,7 @@ class Index:
         data.write(self.path, name)
         segment = Segment(name, read_segment_data(self.path / name, count))  # the written files, mapped
         if commit:
-            self._commit([*self._state.segments, segment])
+            self._commit([*self._state.segments, segment], scripts=_script_counts(self._state.manifest) + _scripts(articles))
         return name, segment.data
 
     def _next_segment_name(self) -> str:
@@ -385,7 +396,8 @@ class Index:
                 del segments[position]  # nothing of it is left to answer from
             else:
                 segments[position] = segment.with_deletes(dead)
-            self._commit(segments, deletes={position: dead} if len(segments) == len(state.segments) else None)
+            self._commit(segments, deletes={position: dead} if len(segments) == len(state.segments) else None,
+                         scripts=_script_counts(state.manifest) - _scripts([article]))
             self._merge_while_needed()
         return info
 
@@ -416,9 +428,13 @@ class Index:
         self._commit(segments)
 
     def _commit(self, segments: list[Segment], *, replace_all: bool = False,
-                deletes: dict[int, np.ndarray] | None = None) -> None:
+                deletes: dict[int, np.ndarray] | None = None, scripts: Counter[str] | None = None) -> None:
         """Write a commit point listing `segments` (deletion files for `deletes`, by position), make
-        it the index's, sweep what no commit needs any more, and swap the new snapshot in."""
+        it the index's, sweep what no commit needs any more, and swap the new snapshot in.
+
+        `scripts`: articles per writing system after the change (unchanged when None); kept as
+        counts so that no commit reads every article's text.
+        """
         previous = self._state.manifest
         generation = max(int(previous.get("generation", 0)), *(_number(s.name) for s in segments), 0) + 1
         entries = {entry["name"]: entry for entry in previous.get("segments", [])} if not replace_all else {}
@@ -432,15 +448,15 @@ class Index:
                 entry["deletes"] = deletes_name(segment.name, generation)
                 write_deletes(self.path / entry["deletes"], deletes[position])
             listed.append(entry)
-        articles = [a for s in segments for a in (s.data.corpus.articles[r] for r in s.live_articles())]
-        scripts = Counter(filter(None, map(questions.script_of, (a.text for a in articles))))
+        scripts = +(scripts if scripts is not None else _script_counts(previous))  # + drops zero counts
         manifest = {
             "format_version": FORMAT_VERSION,
             "generation": generation,
             "model": {"name": self.encoder.model_name, "fingerprint": self.encoder.fingerprint,
                       "dimension": self.encoder.dimension},
-            "counts": {"articles": len(articles), "sentences": sum(s.live_sentences for s in segments)},
-            "created": (previous.get("created") if not replace_all else None) or previous.get("created") or _now(),
+            "counts": {"articles": sum(len(s.data.corpus.articles) - len(s.dead_articles) for s in segments),
+                       "sentences": sum(s.live_sentences for s in segments)},
+            "created": previous.get("created") or _now(),
             "updated": _now(),
             "scripts": sorted(scripts),  # what check_script compares questions with
             "script_counts": dict(sorted(scripts.items())),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, SEED_INDEX, SEEDS, SQUAD_DEV, write_article
+from conftest import ROOT, SEEDS, SQUAD_DEV, write_article
 from qa import Index
 from qa.store import MergePolicy
 
@@ -157,12 +157,22 @@ def test_writes_merge_segments_as_they_pile_up(tmp_path: Path) -> None:
     assert "290,300" in Index.load(tmp_path / "index").answer(ROBOTS).citations[0].sentence
 
 
+def format_6_index(path: Path) -> dict:
+    """A seed index laid out as format 6 wrote it: one `data-NNNNNN` folder (a segment's files,
+    which were a generation's) named by a manifest with a `data` key and no segment list."""
+    index = Index.build(SEEDS, path)
+    entry = index.manifest["segments"][0]
+    (path / entry["name"]).rename(path / "data-000007")
+    (path / "data-000007" / "segment.json").unlink()
+    manifest = {key: value for key, value in index.manifest.items() if key not in ("segments", "generation")}
+    manifest.update(format_version=6, data="data-000007", dense={"kind": "flat", "params": {}})
+    (path / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return manifest
+
+
 def test_an_old_single_folder_index_loads_and_its_first_write_migrates_it(tmp_path: Path) -> None:
     old = tmp_path / "index"
-    shutil.copytree(SEED_INDEX, old, ignore=shutil.ignore_patterns(".write.lock"))
-    manifest = json.loads((old / "manifest.json").read_text())
-    if manifest["format_version"] != 6:
-        pytest.skip("the committed seed index is no longer in format 6")
+    manifest = format_6_index(old)
     index = Index.load(old)
     assert "290,300" in index.answer(ROBOTS).citations[0].sentence
     index.add(write_article(tmp_path / "in", "pier", "Pier Works", "The new pier opened in June with 12 berths."))
@@ -170,6 +180,7 @@ def test_an_old_single_folder_index_loads_and_its_first_write_migrates_it(tmp_pa
     assert migrated["format_version"] == 7
     assert [s["name"] for s in migrated["segments"]] == [manifest["data"], migrated["segments"][1]["name"]]
     assert "290,300" in Index.load(old).answer(ROBOTS).citations[0].sentence
+    assert (old / "data-000007" / "embeddings.npy").is_file()  # the old folder is kept as a segment, not rewritten
 
 
 def test_a_reader_keeps_its_snapshot_and_sees_the_next_commit(tmp_path: Path) -> None:
@@ -266,3 +277,34 @@ def test_kill_9_during_merges_at_random_moments_leaves_a_commit(tmp_path: Path) 
         outcomes.add((status, segments))
         assert_same_answers(answers(reloaded, questions), reference)
     assert {s for _, s in outcomes} == {1, 7}  # kills landed both before and after the commit
+
+
+def test_an_interrupted_add_keeps_its_committed_batches_and_a_rerun_skips_them(tmp_path: Path) -> None:
+    index_path = tmp_path / "index"
+    Index.build(SEEDS, index_path)
+    folder = tmp_path / "many"
+    run = uuid.uuid4().hex[:6]
+    for n in range(200):
+        write_article(folder, f"bulletin-{n:03d}", f"Bulletin {n} {run}",
+                      f"Bulletin {n}-{run} says the ferry to pier {n} left at {n % 12 + 1} pm. It carried {n * 3} cars.")
+    script = ("import qa.index, sys; qa.index.BATCH_SENTENCES = 20\n"
+              f"from qa.cli import main; sys.exit(main(['add', '--index', {str(index_path)!r}, {str(folder)!r}]))\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if len(json.loads((index_path / "manifest.json").read_text())["segments"]) >= 3:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    committed = {a.id for a in Index.load(index_path).articles()} - {"openai-api-block-chinese-ai-startups"}
+    assert 0 < len(committed) < 200
+    assert f"interrupted: {len(committed)} article(s) were committed" in stderr and "run the same command" in stderr
+    rerun = subprocess.run([sys.executable, "-m", "qa.cli", "add", "--index", str(index_path), str(folder)], cwd=ROOT,
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{200 - len(committed)} added, {len(committed)} already indexed, 0 failed" in rerun.stdout
+    assert len(Index.load(index_path).articles()) == 201
