@@ -51,9 +51,10 @@ class Searchable(Protocol):
 
     def similarities(self, query_vector: np.ndarray) -> np.ndarray | None: ...
 
-    def dense_top(self, query_vector: np.ndarray, k: int, similarities: np.ndarray | None) -> np.ndarray: ...
+    def dense_top_scored(self, query_vector: np.ndarray, k: int,
+                         similarities: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def lexical_top(self, question: str, k: int, stats: Statistics) -> np.ndarray: ...
+    def lexical_top_scored(self, question: str, k: int, stats: Statistics) -> tuple[np.ndarray, np.ndarray]: ...
 
     def lexical_scores(self, question: str, ids: np.ndarray, stats: Statistics) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -78,17 +79,6 @@ class Hit(NamedTuple):
     confidence: float
     dense: float
     lexical: float
-
-
-def candidates(state: Searchable, question: str, query_vector: np.ndarray, k: int,
-               similarities: np.ndarray | None, stats: Statistics) -> np.ndarray:
-    """Union of the dense top-k and the BM25 top-k (positive scores only) of live sentences, sorted by id.
-
-    `similarities`: the query's cosine with every sentence when already computed (flat segments).
-    """
-    dense_ids = state.dense_top(query_vector, k, similarities)
-    lexical_ids = state.lexical_top(question, k, stats)
-    return np.union1d(dense_ids, lexical_ids).astype(np.int64)
 
 
 def _zscores(rows: np.ndarray) -> np.ndarray:
@@ -159,13 +149,58 @@ def _paragraph_features(state: Searchable, ids: np.ndarray, query_vector: np.nda
     return cosines[own], mean, paragraph, neighbour
 
 
-def rank(question: str, query_vector: np.ndarray, state: Searchable, settings: Settings) -> list[Hit]:
-    """Every candidate sentence for a question, best first (ties broken by lower sentence id)."""
-    if len(state.corpus) == 0:
-        return []
+class Candidates(NamedTuple):
+    """One shard's candidates for a question, with every raw feature (phase one of ranking).
+
+    Rows are sentences in ascending global id. A row is in the shard's dense top-k when its
+    `dense_score` is finite and in its BM25 top-k when `lexical_score` is; `fuse` takes the
+    corpus-wide top-k of each from every shard's rows. Nothing here depends on the other
+    candidates, so shards can compute it apart; the z-scores are taken in `fuse`.
+    """
+
+    ids: np.ndarray  # global sentence ids, ascending
+    dense_score: np.ndarray  # the score the dense top-k was chosen by; -inf when not in it
+    lexical_score: np.ndarray  # BM25 score the lexical top-k was chosen by; -inf when not in it
+    sentence: np.ndarray  # the cosine features of the module docstring
+    title: np.ndarray
+    context: np.ndarray
+    mean: np.ndarray
+    paragraph: np.ndarray
+    neighbour: np.ndarray
+    bm25: np.ndarray
+    bm25_context: np.ndarray
+    cues: np.ndarray  # (n, 3) number/date/person cues; zeros when the question asks for none
+    phrase: np.ndarray
+    coverage: np.ndarray | None  # CJK questions only: term coverage, standing in for the cosines
+
+    def take(self, rows: np.ndarray) -> "Candidates":
+        """The candidates at positions `rows`."""
+        return Candidates(*(None if column is None else column[rows] for column in self))
+
+    @classmethod
+    def concatenate(cls, parts: "list[Candidates]") -> "Candidates":
+        """Several shards' candidates as one table, by ascending global id."""
+        if len(parts) == 1:
+            return parts[0]
+        joined = Candidates(*(None if any(p[i] is None for p in parts) else np.concatenate([p[i] for p in parts])
+                              for i in range(len(cls._fields))))
+        return joined.take(np.argsort(joined.ids, kind="stable"))
+
+
+def shard_candidates(question: str, query_vector: np.ndarray, state: Searchable, stats: Statistics,
+                     settings: Settings, offset: int = 0) -> Candidates:
+    """Phase one: the dense and BM25 top-k of `state` (a whole index or one shard of it), with
+    their raw features. `stats` are the corpus-wide BM25 statistics; `offset` turns the state's
+    ids into global ones."""
+    k = settings.candidates
     similarities = state.similarities(query_vector)
-    stats = state.statistics(question)
-    ids = candidates(state, question, query_vector, settings.candidates, similarities, stats)
+    dense_ids, dense_scores = state.dense_top_scored(query_vector, k, similarities)
+    lexical_ids, lexical_scores = state.lexical_top_scored(question, k, stats)
+    ids = np.union1d(dense_ids, lexical_ids).astype(np.int64)
+    dense_score = np.full(len(ids), -np.inf, dtype=np.float64)
+    dense_score[np.searchsorted(ids, dense_ids)] = dense_scores
+    lexical_score = np.full(len(ids), -np.inf, dtype=np.float64)
+    lexical_score[np.searchsorted(ids, lexical_ids)] = lexical_scores
     bm25, bm25_context = state.lexical_scores(question, ids, stats)
     w = settings.weights
     sentence_cos, mean, paragraph, neighbour = _paragraph_features(state, ids, query_vector, similarities)
@@ -175,25 +210,54 @@ def rank(question: str, query_vector: np.ndarray, state: Searchable, settings: S
     # Candidate text is sliced out only for the features that read it.
     sentences = state.corpus.sentences(ids) if w.phrase or cjk else None
     phrases = phrase_matches(question, sentences) if w.phrase and sentences else np.zeros(len(ids), dtype=np.float32)
+    covered = (coverage(question, sentences) if sentences else np.zeros(0, dtype=np.float32)) if cjk else None
+    cues = (state.cue_features(question, ids) if asks_for_cue(question) and not cjk
+            else np.zeros((len(ids), 3), dtype=np.float32))
+    return Candidates(ids + offset, dense_score, lexical_score, sentence_cos, title_cos, context_cos, mean, paragraph,
+                      neighbour, bm25, bm25_context, cues, phrases, covered)
+
+
+def fuse(question: str, shards: list[Candidates], settings: Settings) -> list[Hit]:
+    """Phase two: the corpus-wide dense and BM25 top-k from every shard's candidates, united,
+    scored by the tuned fusion; best first, ties broken by lower sentence id."""
+    table = Candidates.concatenate(shards)
+    k = settings.candidates
+    chosen = []
+    for score in (table.dense_score, table.lexical_score):
+        held = np.flatnonzero(np.isfinite(score))
+        chosen.append(held[np.lexsort((table.ids[held], -score[held]))[:k]])
+    table = table.take(np.union1d(*chosen))  # positions ascend with the ids
+    ids = table.ids
+    w = settings.weights
+    cjk = script_of(question) == "CJK"
     absolute = (
-        w.sentence * sentence_cos
-        + w.title * title_cos
-        + w.context * context_cos
-        + w.mean * mean
-        + w.paragraph * paragraph
-        + w.neighbour * neighbour
+        w.sentence * table.sentence
+        + w.title * table.title
+        + w.context * table.context
+        + w.mean * table.mean
+        + w.paragraph * table.paragraph
+        + w.neighbour * table.neighbour
     )
-    if cjk and sentences:
+    if cjk and table.coverage is not None:
         # The default encoder is English-only: its cosines between CJK texts are high and
         # meaningless, so term coverage stands in for them, on the same scale.
-        absolute = coverage(question, sentences) * (w.sentence + w.title + w.context + w.mean + w.paragraph + w.neighbour)
-    bm25_z, context_z = _zscores(np.stack([bm25, bm25_context]))
-    fused = absolute + w.bm25 * bm25_z + w.bm25_context * context_z + w.phrase * phrases
+        absolute = table.coverage * (w.sentence + w.title + w.context + w.mean + w.paragraph + w.neighbour)
+    bm25_z, context_z = _zscores(np.stack([table.bm25, table.bm25_context]))
+    fused = absolute + w.bm25 * bm25_z + w.bm25_context * context_z + w.phrase * table.phrase
     if asks_for_cue(question) and not cjk:
-        gained = state.cue_features(question, ids) @ np.array([w.cue_number, w.cue_date, w.cue_person], dtype=np.float32)
+        gained = table.cues @ np.array([w.cue_number, w.cue_date, w.cue_person], dtype=np.float32)
         absolute += gained
         fused += gained
     order = np.lexsort((ids, -fused))
     columns = zip(ids[order].tolist(), fused[order].tolist(), absolute[order].tolist(),
-                  sentence_cos[order].tolist(), bm25[order].tolist())
+                  table.sentence[order].tolist(), table.bm25[order].tolist())
     return list(map(Hit._make, columns))
+
+
+def rank(question: str, query_vector: np.ndarray, state: Searchable, settings: Settings) -> list[Hit]:
+    """Every candidate sentence for a question, best first (ties broken by lower sentence id):
+    the two phases over the whole index as one shard."""
+    if len(state.corpus) == 0:
+        return []
+    stats = state.statistics(question)
+    return fuse(question, [shard_candidates(question, query_vector, state, stats, settings)], settings)

@@ -21,7 +21,7 @@ question sees is unchanged; only the number of calls per question drops.
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -34,6 +34,29 @@ from qa.lexical import tokenize
 from qa.store.segment import Segment, SegmentData
 
 JOIN_UP_TO = 50_000  # adjacent small segments are read as one unit up to this many sentences in all
+
+
+class TermCounts(NamedTuple):
+    """Live sentences, their token counts and the document frequencies of some terms (sums)."""
+
+    documents: int
+    length: int
+    context_length: int
+    df: np.ndarray
+    context_df: np.ndarray
+
+
+def statistics_of(names: list[str], parts: Sequence[TermCounts]) -> Statistics:
+    """The BM25 statistics of terms `names` over the sentences that `parts` counted (summed)."""
+    documents = sum(p.documents for p in parts)
+    length, context_length = sum(p.length for p in parts), sum(p.context_length for p in parts)
+    df = np.sum([p.df for p in parts], axis=0, dtype=np.int64) if parts else np.zeros(len(names), dtype=np.int64)
+    context_df = (np.sum([p.context_df for p in parts], axis=0, dtype=np.int64) if parts
+                  else np.zeros(len(names), dtype=np.int64))
+    size = max(documents, 1)
+    return Statistics(documents, length / size, context_length / size,
+                      dict(zip(names, _idf(df, documents).tolist())),
+                      dict(zip(names, _idf(context_df, documents).tolist())))
 
 
 class SegmentedVectors:
@@ -218,6 +241,11 @@ class Snapshot:
     def statistics(self, question: str) -> Statistics:
         """BM25 statistics of the question's terms over every live sentence of every segment."""
         names = sorted(set(tokenize(question)))
+        return statistics_of(names, [self.term_counts(names)])
+
+    def term_counts(self, names: list[str]) -> TermCounts:
+        """What the BM25 statistics of terms `names` (sorted, distinct) sum over this snapshot's
+        live sentences; shards of an index each give theirs and `statistics_of` sums them."""
         documents = length = context_length = 0
         df = np.zeros(len(names), dtype=np.int64)
         context_df = np.zeros(len(names), dtype=np.int64)
@@ -228,10 +256,7 @@ class Snapshot:
                 more_df, more_context_df = segment.frequencies(names)
                 df += more_df
                 context_df += more_context_df
-        size = max(documents, 1)
-        return Statistics(documents, length / size, context_length / size,
-                          dict(zip(names, _idf(df, documents).tolist())),
-                          dict(zip(names, _idf(context_df, documents).tolist())))
+        return TermCounts(documents, length, context_length, df, context_df)
 
     def similarities(self, query_vector: np.ndarray) -> np.ndarray | None:
         """The query's cosine with every sentence when every segment is flat (exact and cheap), else None."""
@@ -245,11 +270,18 @@ class Snapshot:
 
     def dense_top(self, query_vector: np.ndarray, k: int, similarities: np.ndarray | None) -> np.ndarray:
         """Global ids of the k live sentences nearest the query, best first (ties to the lower id)."""
+        return self.dense_top_scored(query_vector, k, similarities)[0]
+
+    def dense_top_scored(self, query_vector: np.ndarray, k: int,
+                         similarities: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """`dense_top` and the score each was chosen by (a shard's top-k merge with others' by it)."""
         if similarities is not None:
             if self.live is None:
-                return top_k(similarities, k)
+                best = top_k(similarities, k)
+                return best, similarities[best]
             best = top_k(np.where(self.live, similarities, -np.inf), k)
-            return best[self.live[best]]  # fewer live sentences than k: the dead ones came last
+            best = best[self.live[best]]  # fewer live sentences than k: the dead ones came last
+            return best, similarities[best]
         scores, ids = [], []
         for segment, offset in zip(self.units, self.unit_offsets.tolist()):
             found_scores, found = segment.data.dense.search(query_vector, k + len(segment.dead_rows))
@@ -259,20 +291,28 @@ class Snapshot:
             scores.append(found_scores)
             ids.append(found + offset)
         every_score, every_id = np.concatenate(scores), np.concatenate(ids)
-        return every_id[np.lexsort((every_id, -every_score))[:k]]
+        best = np.lexsort((every_id, -every_score))[:k]
+        return every_id[best], every_score[best]
 
     def lexical_top(self, question: str, k: int, stats: Statistics) -> np.ndarray:
         """Global ids (ascending) of the k best live BM25 sentences, each scored with `stats`."""
+        return self.lexical_top_scored(question, k, stats)[0]
+
+    def lexical_top_scored(self, question: str, k: int, stats: Statistics) -> tuple[np.ndarray, np.ndarray]:
+        """`lexical_top` and the BM25 score of each."""
         if len(self.units) == 1:
             segment = self.units[0]
-            return segment.data.lexical.top(question, k, stats, segment.live)[0]
+            return segment.data.lexical.top(question, k, stats, segment.live)
         ids, scores = [], []
         for segment, offset in zip(self.units, self.unit_offsets.tolist()):
             found, found_scores = segment.data.lexical.top(question, k, stats, segment.live)
             ids.append(found + offset)
             scores.append(found_scores)
         every_id, every_score = np.concatenate(ids), np.concatenate(scores)
-        return np.sort(every_id[top_k(every_score, k)]) if len(every_id) else every_id
+        if not len(every_id):
+            return every_id, every_score
+        best = np.sort(top_k(every_score, k))  # every_id ascends, so positions sort as ids do
+        return every_id[best], every_score[best]
 
     def lexical_scores(self, question: str, ids: np.ndarray, stats: Statistics) -> tuple[np.ndarray, np.ndarray]:
         """BM25 of sentences `ids` and of their contexts, each from its own segment, with `stats`."""
