@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
@@ -43,7 +44,14 @@ def _print_report(report: object) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from qa.index import Index
 
-    index = Index.build(args.source, args.index, model=args.model, progress=sys.stderr.isatty())
+    if args.ray:
+        from qa.cluster.build import build_on_cluster
+        from qa.config import default_index_path, default_source_path
+
+        index = build_on_cluster(args.source or default_source_path(), args.index or default_index_path(), args.ray,
+                                 model=args.model, workers=args.workers, segments=args.segments)
+    else:
+        index = Index.build(args.source, args.index, model=args.model, progress=sys.stderr.isatty())
     status = _print_report(index.build_report)
     print(f"index at {index.path}: {len(index.articles())} articles, {len(index)} sentences")
     return status
@@ -52,7 +60,29 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     from qa.index import Index
 
+    if args.ray:
+        from qa.cluster.build import add_on_cluster
+
+        return _print_report(add_on_cluster(Index.load(args.index), args.paths, args.ray, rebuild=False,
+                                            workers=args.workers, segments=args.segments))
     return _print_report(Index.load(args.index).add(args.paths, progress=sys.stderr.isatty()))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from qa.cluster.serve import deploy, shutdown
+    from qa.config import default_index_path
+
+    index = args.index or default_index_path()
+    deploy(args.ray, index, args.shards, replicas=args.replicas, http_port=args.port)
+    print(f"serving {index} as {args.shards} shard(s) x {args.replicas} replica(s) on the Ray cluster at {args.ray}; "
+          f"POST {{\"question\": ...}} to http://127.0.0.1:{args.port}/ (Ctrl-C stops)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        shutdown()
+        print("stopped serving (the cluster keeps running: `ray stop` on each node ends it)")
+    return EXIT_OK
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
@@ -122,6 +152,18 @@ def _parser() -> argparse.ArgumentParser:
 
     add = command("add", cmd_add, "Add article files or folders; only new articles are embedded.")
     add.add_argument("paths", nargs="+", help="files (.txt .md .html .pdf .jsonl), folders or http(s) URLs")
+    for writer in (build, add):
+        writer.add_argument("--ray", metavar="ADDRESS", default=None,
+                            help="run on the Ray cluster whose head is at ADDRESS (host:port); needs qa[cluster]")
+        writer.add_argument("--workers", type=int, default=None, help="with --ray: embedding actors (default: cluster CPUs)")
+        writer.add_argument("--segments", type=int, default=None,
+                            help="with --ray: segments to cut the new articles into (default: one per 5,000 sentences)")
+
+    serve = command("serve", cmd_serve, "Serve the index as shards on a Ray cluster (Ray Serve), behind one router.")
+    serve.add_argument("--ray", metavar="ADDRESS", required=True, help="the Ray cluster's head (host:port)")
+    serve.add_argument("--shards", type=int, default=1, help="shards, each a run of adjacent segments (default: 1)")
+    serve.add_argument("--replicas", type=int, default=1, help="replicas of each shard (default: 1)")
+    serve.add_argument("--port", type=int, default=8000, help="HTTP port on 127.0.0.1 (default: 8000)")
 
     remove = command("remove", cmd_remove, "Remove an article by id (see `qa list`).")
     remove.add_argument("article_id")

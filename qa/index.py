@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -303,32 +303,11 @@ class Index:
         """Screen `articles` for repeats, then write them as segments of about `BATCH_SENTENCES`
         sentences. An add commits each segment as it is written; a rebuild commits them all at
         once at the end, so the index it replaces answers until then."""
-        from qa.ingest.dedup import NearDuplicates
-
-        base = self._state
-        live_articles, signatures = base.live_signatures()
-        known = {a.sha256: a.id for a in live_articles}
-        taken = {a.id for a in live_articles}
-        near = NearDuplicates(live_articles, signatures)
         batch: list[Article] = []
         batch_sentences = 0
         written: list[tuple[str, SegmentData]] = []
         try:
-            for article in articles:
-                if article.sha256 in known:
-                    report.duplicates.append(f"{article.source or article.id}: already indexed as '{known[article.sha256]}'")
-                    continue
-                if article.id in taken:  # same name, other text: keep both, apart
-                    article = Article(**{**article.__dict__, "id": f"{article.id}-{article.sha256[:6]}"})
-                match = near.find(article)
-                if match:  # kept (it may add facts), flagged; answers never quote the same sentence twice
-                    article = Article(**{**article.__dict__, "meta": {**article.meta, "near_duplicate_of": match.article_id}})
-                    report.near_duplicates.append(
-                        f"{article.source or article.id}: added as '{article.id}', but nearly the same text as "
-                        f"'{match.article_id}' ({match.jaccard:.0%} shared 5-grams)")
-                near.add(article)
-                known[article.sha256] = article.id
-                taken.add(article.id)
+            for article, near in self._screened(articles, report):
                 batch.append(article)
                 batch_sentences += len(article.sentences())
                 if batch_sentences >= BATCH_SENTENCES:
@@ -347,6 +326,33 @@ class Index:
             self._commit([Segment(name, data) for name, data in written], replace_all=True, scripts=_scripts(added))
         elif written:
             self._merge_while_needed()
+
+    def _screened(self, articles: list[Article], report: AddReport) -> Iterator[tuple[Article, Any]]:
+        """Each of `articles` to index, with the near-duplicate finder that now holds its signature:
+        texts already indexed are reported and skipped, a taken id gets a hash suffix, and a
+        near-duplicate is flagged (kept: it may add facts; answers never quote a sentence twice)."""
+        from qa.ingest.dedup import NearDuplicates
+
+        live_articles, signatures = self._state.live_signatures()
+        known = {a.sha256: a.id for a in live_articles}
+        taken = {a.id for a in live_articles}
+        near = NearDuplicates(live_articles, signatures)
+        for article in articles:
+            if article.sha256 in known:
+                report.duplicates.append(f"{article.source or article.id}: already indexed as '{known[article.sha256]}'")
+                continue
+            if article.id in taken:  # same name, other text: keep both, apart
+                article = Article(**{**article.__dict__, "id": f"{article.id}-{article.sha256[:6]}"})
+            match = near.find(article)
+            if match:
+                article = Article(**{**article.__dict__, "meta": {**article.meta, "near_duplicate_of": match.article_id}})
+                report.near_duplicates.append(
+                    f"{article.source or article.id}: added as '{article.id}', but nearly the same text as "
+                    f"'{match.article_id}' ({match.jaccard:.0%} shared 5-grams)")
+            near.add(article)
+            known[article.sha256] = article.id
+            taken.add(article.id)
+            yield article, near
 
     def _write_batch(self, articles: list[Article], near: Any, progress: bool, *, commit: bool) -> tuple[str, SegmentData]:
         """Embed and index `articles` as one new segment folder; commit it unless told not to."""
