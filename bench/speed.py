@@ -32,8 +32,9 @@ from typing import Any, Callable
 from bench.measure import machine, offline
 
 RESULTS = Path(__file__).resolve().parent / "results"
-STAGES = ("build", "rebuild", "add", "answer", "segments", "scale", "coldstart", "encoders")
-DEFAULT_STAGES = STAGES[:-1]  # `encoders` (~5 min more) runs on its own: --stages encoders
+STAGES = ("build", "rebuild", "add", "answer", "segments", "scale", "coldstart", "encoders", "cluster")
+# `encoders` (~5 min more) runs on its own: --stages encoders; `cluster` needs qa[cluster] (bench/cluster.py).
+DEFAULT_STAGES = STAGES[:-2]
 SIZES = (100_000, 1_000_000)
 
 
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     text = table(report)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "encoders" if stages == ["encoders"] else "speed"
+    name = stages[0] if stages in (["encoders"], ["cluster"]) else "speed"
     (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (args.out / f"{name}.md").write_text(text + "\n", encoding="utf-8")
     if failed:

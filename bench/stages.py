@@ -299,3 +299,10 @@ def encoders(run: "Run") -> dict[str, Any]:
     from bench.encoders import compare
 
     return compare(run)
+
+
+def cluster(run: "Run") -> dict[str, Any]:
+    """Ray build throughput (1 and 2 workers), fixed overhead, router overhead: bench/cluster.py."""
+    from bench.cluster import run as measure
+
+    return measure(run.articles or 8, run.questions, 3)

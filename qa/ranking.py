@@ -16,6 +16,11 @@ checked on the other half (bench/recipes.py, docs/quality.md). Features, per can
                  within noise on SQuAD, and no weight passes every seed question;
                  `python -m bench.proximity`, docs/quality.md)
 
+Two phases, so that shards of an index (`qa.cluster`) rank as the whole index does:
+`shard_candidates` gives one shard's dense and BM25 top-k with every raw feature, under the
+corpus-wide BM25 statistics; `fuse` takes the corpus-wide top-k of each from all shards' rows,
+z-scores and fuses them. One index is one shard: `rank() = fuse([shard_candidates(index)])`.
+
 `Hit.confidence` is the part that does not depend on the other candidates. For questions in
 CJK script the cosine features are replaced by term coverage (the default model is English-only).
 """

@@ -9,6 +9,7 @@ instead of Ray's default under the home folder. `LocalCluster` starts a head and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -113,8 +114,25 @@ class LocalCluster:
         return self
 
     def stop(self) -> None:
-        """Stop every Ray process this machine runs for these nodes (`ray stop`)."""
-        subprocess.run([self._ray, "stop", "--force"], env=self.env, capture_output=True, timeout=120)
+        """Stop these nodes' processes, by id: those whose command line names our folder (GCS,
+        raylets, their agents, the `ray start`s) and their children (the workers). Not `ray stop`,
+        which would end every Ray process of the user on this machine, other clusters' too."""
+        import psutil  # a dependency of ray
+
+        folder = str(self.folder)
+        ours: dict[int, Any] = {}
+        for process in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):  # a process may end while we look
+                if any(folder in part for part in process.info["cmdline"] or []):
+                    for member in [process, *process.children(recursive=True)]:
+                        ours[member.pid] = member
+        for process in ours.values():
+            with contextlib.suppress(psutil.Error):
+                process.terminate()
+        _, alive = psutil.wait_procs(list(ours.values()), timeout=20)
+        for process in alive:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
 
     def __enter__(self) -> "LocalCluster":
         return self.start()

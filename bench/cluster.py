@@ -1,0 +1,131 @@
+"""`python -m bench.cluster`: build throughput on a Ray cluster and the router's overhead (docs/scale.md).
+
+On a local cluster on 127.0.0.1 (a head and one worker node, one CPU each, started and stopped
+here): the same SQuAD articles built with 1 and 2 embedding actors, each time with a cold
+embedding cache; the fixed overhead of a build (one small article); a 3-shard Ray Serve
+deployment answering the articles' questions against `Index.answer` in this process (p50/p95
+per question); and the shard replicas' resident memory. Throughput for 8 and 32 workers is
+projected from the per-worker figure: a projection, not a measurement.
+
+    python -m bench.cluster [--articles 8] [--questions 200] [--shards 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SQUAD = Path(__file__).resolve().parents[2] / "shared" / "eval" / "squad-dev-v1.1.json.gz"
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def _shard_memory(ray: Any) -> list[float]:
+    """Resident MB of each shard replica process (same machine: read by pid)."""
+    import psutil
+    from ray.util.state import list_actors
+
+    sizes = []
+    for actor in list_actors(filters=[("state", "=", "ALIVE")], detail=True):
+        if "shard-" in (actor.name or "") and actor.pid:
+            sizes.append(psutil.Process(actor.pid).memory_info().rss / 2**20)
+    return sizes
+
+
+def run(articles: int, questions: int, shards: int) -> dict[str, Any]:
+    """Every figure of the module docstring, as a dict."""
+    from qa import Index
+    from qa.cluster.build import build_on_cluster
+    from qa.cluster.runtime import LocalCluster
+    from qa.evaluation.squad import load_squad
+
+    squad = load_squad(SQUAD, articles)
+    work = Path(tempfile.mkdtemp(prefix="qa-bench-", dir="/tmp"))
+    source = work / "articles"
+    source.mkdir()
+    for article in squad.articles:
+        (source / f"{article.file_name}.txt").write_text(article.text, encoding="utf-8", newline="")
+    tiny = work / "tiny"
+    tiny.mkdir()
+    (tiny / "one.txt").write_text("One article\n\nA single sentence to index.\n", encoding="utf-8")
+    figures: dict[str, Any] = {"articles": articles}
+    cluster = LocalCluster(work / "ray", workers=1, cpus=1)
+    started = time.perf_counter()
+    cluster.start()
+    figures["cluster_start_s"] = round(time.perf_counter() - started, 1)
+    try:
+        started = time.perf_counter()
+        build_on_cluster(tiny, work / "tiny-index", cluster.address, workers=1)
+        figures["fixed_overhead_s"] = round(time.perf_counter() - started, 1)
+        for workers in (1, 2):
+            shutil.rmtree(work / "ray" / "cache", ignore_errors=True)  # cold: every text encoded
+            started = time.perf_counter()
+            index = build_on_cluster(source, work / f"index-{workers}", cluster.address, workers=workers,
+                                     segments=max(shards, 4))
+            seconds = time.perf_counter() - started
+            figures[f"build_{workers}_workers_s"] = round(seconds, 1)
+            figures[f"sentences_per_s_{workers}_workers"] = round(len(index) / seconds, 1)
+        figures["sentences"] = len(index)
+        per_worker = len(index) / max(figures["build_1_workers_s"] - figures["fixed_overhead_s"], 1e-9)
+        figures["per_worker_sentences_per_s"] = round(per_worker, 1)
+        for workers in (8, 32):
+            figures[f"projected_sentences_per_s_{workers}_workers"] = round(per_worker * workers, 0)
+
+        import ray
+
+        from qa.cluster.serve import deploy, shutdown
+
+        handle = deploy(cluster.address, index.path, shards)
+        asked = [q.text for q in squad.questions][:: max(1, len(squad.questions) // questions)][:questions]
+        local, routed = [], []
+        for question in asked:
+            started = time.perf_counter()
+            expected = index.answer(question)
+            local.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            got = handle.answer.remote(question).result()
+            routed.append(time.perf_counter() - started)
+            assert got.citations == expected.citations and got.related == expected.related, question
+        figures["questions"] = len(asked)
+        figures["local_answer_p50_ms"] = round(1000 * statistics.median(local), 1)
+        figures["serve_answer_p50_ms"] = round(1000 * statistics.median(routed), 1)
+        figures["serve_answer_p95_ms"] = round(1000 * _percentile(routed, 0.95), 1)
+        overhead = [r - l for r, l in zip(routed, local)]
+        figures["router_overhead_p50_ms"] = round(1000 * statistics.median(overhead), 1)
+        figures["router_overhead_p95_ms"] = round(1000 * _percentile(overhead, 0.95), 1)
+        figures["shard_replica_rss_mb"] = [round(size) for size in _shard_memory(ray)]
+        figures["index_mb"] = round(sum(f.stat().st_size for f in index.path.rglob("*") if f.is_file()) / 2**20, 1)
+        shutdown()
+    finally:
+        import ray
+
+        ray.shutdown()
+        cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--articles", type=int, default=8)
+    parser.add_argument("--questions", type=int, default=200)
+    parser.add_argument("--shards", type=int, default=3)
+    args = parser.parse_args()
+    for key, value in (("HF_HUB_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false")):
+        os.environ.setdefault(key, value)
+    print(json.dumps(run(args.articles, args.questions, args.shards), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
