@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=int(os.environ.get("QA_PORT", "7860")),
                         help="port (default: 7860 or $QA_PORT)")
     parser.add_argument("--index", type=Path, default=None, help="index folder (default: index/ or $QA_INDEX)")
+    parser.add_argument("--ray", metavar="ADDRESS", default=None,
+                        help="answer through shards on the Ray cluster at ADDRESS (needs qa[cluster]; docs/scale.md)")
+    parser.add_argument("--shards", type=int, default=2, help="with --ray: shards to serve the index as (default: 2)")
     return parser
 
 
@@ -42,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         index = Index.load(args.index)
         # Load the model once before serving: the first chats would otherwise race to load it.
         index.encoder.encode(["warm up"])
+        if args.ray:
+            from qa.cluster.backend import ClusterIndex
+
+            index = ClusterIndex(index, args.ray, args.shards)  # type: ignore[assignment]
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -30,15 +30,19 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def _shard_memory(ray: Any) -> list[float]:
-    """Resident MB of each shard replica process (same machine: read by pid)."""
+def _shard_memory(folder: Path) -> list[float]:
+    """Resident MB of each shard replica of the cluster whose Ray folder is `folder` (this machine)."""
     import psutil
-    from ray.util.state import list_actors
 
     sizes = []
-    for actor in list_actors(filters=[("state", "=", "ALIVE")], detail=True):
-        if "shard-" in (actor.name or "") and actor.pid:
-            sizes.append(psutil.Process(actor.pid).memory_info().rss / 2**20)
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if any(str(folder) in part for part in process.info["cmdline"] or []):
+                for child in process.children(recursive=True):
+                    if "shard-" in " ".join(child.cmdline()):
+                        sizes.append(child.memory_info().rss / 2**20)
+        except psutil.Error:
+            continue
     return sizes
 
 
@@ -81,8 +85,6 @@ def run(articles: int, questions: int, shards: int) -> dict[str, Any]:
         for workers in (8, 32):
             figures[f"projected_sentences_per_s_{workers}_workers"] = round(per_worker * workers, 0)
 
-        import ray
-
         from qa.cluster.serve import deploy, shutdown
 
         handle = deploy(cluster.address, index.path, shards)
@@ -103,7 +105,7 @@ def run(articles: int, questions: int, shards: int) -> dict[str, Any]:
         overhead = [r - l for r, l in zip(routed, local)]
         figures["router_overhead_p50_ms"] = round(1000 * statistics.median(overhead), 1)
         figures["router_overhead_p95_ms"] = round(1000 * _percentile(overhead, 0.95), 1)
-        figures["shard_replica_rss_mb"] = [round(size) for size in _shard_memory(ray)]
+        figures["shard_replica_rss_mb"] = [round(size) for size in _shard_memory(work / "ray")]
         figures["index_mb"] = round(sum(f.stat().st_size for f in index.path.rglob("*") if f.is_file()) / 2**20, 1)
         shutdown()
     finally:

@@ -170,6 +170,33 @@ def test_three_shards_on_ray_serve_answer_as_one_index_and_survive_a_killed_repl
 
 
 @pytest.mark.slow
+@needs_ray
+@needs_squad
+def test_the_app_backend_answers_through_the_shards_and_follows_writes(builds, cluster, tmp_path: Path) -> None:
+    """`app.py --ray`: answers come from the router; an add or remove redeploys the shards."""
+    from qa.articles import parse_article
+    from qa.cluster.backend import ClusterIndex
+    from qa.errors import QuestionError
+    from qa.webapp import ChatApp
+
+    shutil.copytree(builds[0].path, tmp_path / "index")
+    index = Index.load(tmp_path / "index")
+    backend = ClusterIndex(index, cluster.address, SHARDS)
+    question = "When was the Korvik lighthouse rebuilt?"
+    assert backend.answer(question).citations == index.answer(question).citations
+    backend.add_articles([parse_article("Korvik lighthouse\n\nThe Korvik lighthouse was rebuilt in 1911 after a "
+                                        "storm.\n", name="korvik")])
+    cited = backend.answer(question).citations
+    assert cited and cited[0].article_id == "korvik" and cited == index.answer(question).citations
+    _, record = ChatApp(backend).chat(question, [])  # the chat app over it
+    assert record["citations"][0]["article_id"] == "korvik"
+    backend.remove("korvik")
+    assert all(c.article_id != "korvik" for c in backend.answer(question).citations + backend.answer(question).related)
+    with pytest.raises(QuestionError):
+        backend.answer("   ")
+
+
+@pytest.mark.slow
 @needs_squad
 def test_the_router_in_process_answers_as_one_index(squad, tmp_path: Path) -> None:
     """The two ranking phases over shards equal one index, without Ray (the router's own logic):

@@ -7,4 +7,5 @@ Needs the `qa[cluster]` extra (ray[data,serve]); nothing outside this package im
     shards.py    a shard (adjacent segments) and what the router reads from it
     router.py    one question over every shard: statistics, candidates, fusion, answer
     serve.py     the shards and the router as Ray Serve deployments (`qa serve --ray`)
+    backend.py   `app.py --ray`: the chat app answering through the router
 """
