@@ -117,6 +117,26 @@ def run(articles: int, questions: int, shards: int) -> dict[str, Any]:
     return figures
 
 
+def markdown(f: dict[str, Any]) -> list[str]:
+    """The figures of `run` as a Markdown table (docs/scale.md quotes it)."""
+    rss = f.get("shard_replica_rss_mb") or [0]
+    rows = [
+        ("local cluster start (head + 1 worker node)", f"{f['cluster_start_s']} s"),
+        ("fixed overhead of a build (one 1-sentence article)", f"{f['fixed_overhead_s']} s"),
+        (f"build of {f['articles']} SQuAD articles ({f['sentences']:,} sentences), 1 worker",
+         f"{f['build_1_workers_s']} s, {f['sentences_per_s_1_workers']} sentences/s"),
+        ("the same, 2 workers (same 2 cores)", f"{f['build_2_workers_s']} s, {f['sentences_per_s_2_workers']} sentences/s"),
+        ("per worker, over the fixed overhead", f"{f['per_worker_sentences_per_s']} sentences/s (3 texts each)"),
+        ("projected, 8 / 32 workers (projection)",
+         f"{f['projected_sentences_per_s_8_workers']:.0f} / {f['projected_sentences_per_s_32_workers']:.0f} sentences/s"),
+        (f"`answer()` in process, p50 ({f['questions']} questions)", f"{f['local_answer_p50_ms']} ms"),
+        ("Ray Serve router over 3 shards, p50 / p95", f"{f['serve_answer_p50_ms']} / {f['serve_answer_p95_ms']} ms"),
+        ("router overhead over `answer()`, p50 / p95", f"{f['router_overhead_p50_ms']} / {f['router_overhead_p95_ms']} ms"),
+        ("shard replica resident memory", f"{min(rss)}-{max(rss)} MB each ({f['index_mb']} MB index)"),
+    ]
+    return ["| cluster figure | measured |", "|---|---|", *[f"| {name} | {value} |" for name, value in rows]]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--articles", type=int, default=8)
@@ -125,7 +145,9 @@ def main() -> int:
     args = parser.parse_args()
     for key, value in (("HF_HUB_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false")):
         os.environ.setdefault(key, value)
-    print(json.dumps(run(args.articles, args.questions, args.shards), indent=2))
+    figures = run(args.articles, args.questions, args.shards)
+    print(json.dumps(figures, indent=2))
+    print("\n".join(markdown(figures)))
     return 0
 
 

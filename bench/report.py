@@ -115,6 +115,10 @@ def table(report: dict[str, Any]) -> str:
         lines.append("| " + " | ".join([*row[:5], met]) + " |")
     if (e := report["stages"].get("encoders")) and "error" not in e:
         lines += ["", *_encoder_rows(e)]
+    if (c := report["stages"].get("cluster")) and "error" not in c:
+        from bench.cluster import markdown
+
+        lines += ["", *markdown(c)]
     for name, figures in report["stages"].items():
         if "error" in figures:
             lines += ["", f"Stage `{name}` failed: {figures['error'].splitlines()[0][:300]}"]
