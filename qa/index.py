@@ -151,15 +151,23 @@ class Index:
         model: str = DEFAULT_MODEL,
         settings: Settings | None = None,
         progress: bool = False,
+        drop_missing: bool = False,
     ) -> "Index":
         """Index every article under `source` (default `seeds/`) into a fresh index at `path`.
 
-        An index already at `path` stays loadable until the new one is committed.
+        An index already at `path` stays loadable until the new one is committed. Its articles
+        that no source provides (added, pasted) are kept unless `drop_missing`; `<path>/pasted/`
+        is read as a source too (see qa.rebuild). `build_report.kept`/`.dropped` name them.
         """
+        from qa.rebuild import read_sources, with_missing
+
         source = Path(source) if source else default_source_path()
         path = Path(path) if path else default_index_path()
         index = cls.empty(path, Encoder(model), settings)
-        index.build_report = index._add_paths([source], progress=progress, rebuild=True)
+        parsed, index.build_report = read_sources(source, path)
+        with index._write_lock, storage.write_lock(path):
+            articles = with_missing(parsed, path, index.build_report, drop_missing=drop_missing)
+            index._commit_additions(index._state, articles, index.build_report, progress, force=True)
         return index
 
     @classmethod
