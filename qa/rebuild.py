@@ -61,10 +61,12 @@ def read_sources(source: Path, index_path: Path) -> tuple[list[Article], Rebuild
             else:
                 parsed.append(item)
     if not parsed:
+        names = {str(root) for root in sources}  # a source's own failure ("no such folder") names it once
+        reasons = "; ".join(why.rstrip(".") if name in names else f"{name}: {why.rstrip('.')}"
+                            for name, why in report.failed)
         raise NoArticlesError(
-            f"No article could be indexed from {', '.join(map(str, sources))}: "
-            + ("; ".join(f"{name}: {why}" for name, why in report.failed) or
-               f"no {', '.join(ARTICLE_SUFFIXES)} files found")
+            f"No article could be indexed from {', '.join(sorted(names))}: "
+            + (reasons or f"no {', '.join(ARTICLE_SUFFIXES)} files found")
             + ". Point --source at a folder of articles. The existing index was left as it was."
         )
     return parsed, report
