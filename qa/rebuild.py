@@ -123,11 +123,14 @@ def with_missing(parsed: list[Article], index_path: Path, report: RebuildReport,
 
 def describe(report: RebuildReport) -> list[str]:
     """One line each for the kept and the dropped articles, for the CLI (empty when there were none)."""
+    def count(ids: list[str]) -> str:
+        return f"{len(ids)} article{'s' if len(ids) != 1 else ''}"
+
     lines = []
     if report.kept:
-        lines.append(f"kept {len(report.kept)} articles not found in the source: {', '.join(report.kept)}; "
-                     "pass --drop-missing to drop them")
+        lines.append(f"kept {count(report.kept)} not found in the source: {', '.join(report.kept)}; "
+                     f"pass --drop-missing to drop {'them' if len(report.kept) != 1 else 'it'}")
     if report.dropped:
-        lines.append(f"dropped {len(report.dropped)} articles not found in the source (--drop-missing): "
+        lines.append(f"dropped {count(report.dropped)} not found in the source (--drop-missing): "
                      f"{', '.join(report.dropped)}")
     return lines

@@ -53,7 +53,7 @@ def test_cli_rebuild_keeps_added_and_pasted_articles_then_drops_on_request(
 
     rebuilt = run_cli("build", "--source", str(source), "--index", str(index))
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert "kept 1 articles not found in the source: tidal-power; pass --drop-missing to drop them" in rebuilt.stdout
+    assert "kept 1 article not found in the source: tidal-power; pass --drop-missing to drop it" in rebuilt.stdout
     assert "kept      tidal-power" in rebuilt.stdout and "added     korvik-lighthouse" in rebuilt.stdout
     assert sorted(ids(index)) == ["harbour-crane", "korvik-lighthouse", "pear-orchard", "tidal-power"]
     loaded = Index.load(index)
@@ -66,7 +66,7 @@ def test_cli_rebuild_keeps_added_and_pasted_articles_then_drops_on_request(
 
     dropped = run_cli("build", "--source", str(source), "--index", str(index), "--drop-missing")
     assert dropped.returncode == 0, dropped.stderr
-    assert "dropped 1 articles not found in the source (--drop-missing): tidal-power" in dropped.stdout
+    assert "dropped 1 article not found in the source (--drop-missing): tidal-power" in dropped.stdout
     assert sorted(ids(index)) == ["harbour-crane", "korvik-lighthouse", "pear-orchard"]  # pasted/ is a source
 
 
