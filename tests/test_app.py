@@ -341,3 +341,44 @@ def test_busy_port_says_how_to_pick_another(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert f"port {port} is in use" in run.stderr and "--port" in run.stderr and "QA_PORT" in run.stderr
     assert "Traceback" not in run.stderr + run.stdout
+
+
+def test_examples_are_only_questions_the_index_answers_and_follow_its_articles(tmp_path: Path) -> None:
+    from qa import Index
+    from qa.articles import parse_article
+    from qa.chat_session import ChatSession
+
+    index = Index.load(copy_seed_index(tmp_path / "index"))
+    # A headline that matches none of its sentences: a question about it abstains, so it is not offered.
+    index.add_articles([parse_article("# Weekly roundup\n\nThe harbour of Velmora handled 812,000 containers "
+                                      "in 2023, a record for the port.\n", name="roundup")])
+    session = ChatSession(index)
+    examples = session.examples()
+    assert examples and all(not index.answer(q).abstained for q in examples), examples
+    assert "What does the article “Weekly roundup” say?" not in examples
+    # Headings read as a question: Title Case undone, names the article capitalises kept.
+    assert "What does the article say about impact on Chinese AI startups?" in examples
+
+    lighthouse = "What does the article “Korvik lighthouse rebuilt after storm” say?"
+    index.add_articles([parse_article("# Korvik lighthouse rebuilt after storm\n\nThe Korvik lighthouse was rebuilt "
+                                      "in 1911 after a winter storm destroyed its lantern.\n", name="korvik")])
+    assert session.examples()[0] == lighthouse  # newest article first
+    index.remove("korvik")
+    assert lighthouse not in session.examples()
+
+
+def test_saved_article_files_read_back_as_the_same_article(tmp_path: Path) -> None:
+    from qa.articles import Article, read_article
+    from qa.pasted import save_article
+
+    # Text extracted from a page holds no title line: the saved file puts title and date first.
+    page = Article(id="harbour-news", title="Harbour news", text="The dredging ended on Friday.\n", date="2024-05-01")
+    saved = save_article(tmp_path, page)
+    assert saved == tmp_path / "pasted" / "harbour-news.md"
+    assert saved.read_text(encoding="utf-8") == "# Harbour news\n\n2024-05-01\n\nThe dredging ended on Friday.\n"
+    # A date no date line can hold goes into front matter instead.
+    odd = Article(id="odd-date", title="Odd date", text="The fair opened again.\n", date="the third Friday of May")
+    for article in (page, odd):
+        again = read_article(save_article(tmp_path, article))
+        assert (again.id, again.title, again.date) == (article.id, article.title, article.date)
+        assert again.text.endswith(article.text)
