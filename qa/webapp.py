@@ -63,8 +63,7 @@ def build_app(index: Index, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> "gr.Blo
         """Answer a question from the indexed articles (follow-ups use this session's earlier questions).
         Returns the chat messages (quoted sentences with [n] markers, then a Sources panel) and the
         Answer as JSON (citations with exact character offsets)."""
-        messages, record, turns = session.reply(message, turns, max_citations)
-        return messages, record, turns
+        return session.reply(message, turns, max_citations)
 
     def add_files(files: list[str] | None, progress=gr.Progress(track_tqdm=True)):
         """Add uploaded article files (.txt, .md, .html, .pdf, .jsonl). Returns a status message and the table."""
