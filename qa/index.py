@@ -20,7 +20,7 @@ import numpy as np
 
 from qa import questions
 from qa.answering import Answer, compose
-from qa.articles import ARTICLE_SUFFIXES, Article
+from qa.articles import Article
 from qa.bm25 import LexicalIndex
 from qa.config import Settings, default_index_path, default_source_path
 from qa.corpus import Corpus
@@ -31,7 +31,6 @@ from qa.errors import (
     ArticleNotFoundError,
     IndexCorruptError,
     ModelMismatchError,
-    NoArticlesError,
 )
 from qa.ranking import Hit, rank
 from qa.store import (
@@ -142,16 +141,24 @@ class Index:
         model: str = DEFAULT_MODEL,
         settings: Settings | None = None,
         progress: bool = False,
+        drop_missing: bool = False,
     ) -> "Index":
         """Index every article under `source` (default `seeds/`) into a fresh index at `path`.
 
         An index already at `path` stays loadable, and answers as before, until the new one is
-        committed, in one commit point.
+        committed, in one commit point. Its articles that no source provides (added, pasted) are
+        kept unless `drop_missing`; `<path>/pasted/` is read as a source too (see qa.rebuild).
+        `build_report.kept`/`.dropped` name them.
         """
+        from qa.rebuild import read_sources, with_missing
+
         source = Path(source) if source else default_source_path()
         path = Path(path) if path else default_index_path()
         index = cls.empty(path, Encoder(model), settings)
-        index.build_report = index._add_paths([source], progress=progress, rebuild=True)
+        parsed, index.build_report = read_sources(source, path)
+        with index._write_lock, write_lock(path):
+            articles = with_missing(parsed, path, index.build_report, drop_missing=drop_missing)
+            index._add_batches(articles, index.build_report, progress, rebuild=True)
         return index
 
     @classmethod
@@ -265,7 +272,7 @@ class Index:
         """
         if isinstance(paths, (str, Path)):
             paths = [paths]
-        return self._add_paths(list(paths), progress=progress, rebuild=False)
+        return self._add_paths(list(paths), progress=progress)
 
     def add_articles(self, articles: Sequence[Article], progress: bool = False) -> AddReport:
         """Add already-parsed articles (pasted text, other formats)."""
@@ -275,7 +282,7 @@ class Index:
             self._add_batches(list(articles), report, progress, rebuild=False)
         return report
 
-    def _add_paths(self, paths: list[str | Path], *, progress: bool, rebuild: bool) -> AddReport:
+    def _add_paths(self, paths: list[str | Path], *, progress: bool) -> AddReport:
         from qa.ingest import Failure, load_articles
 
         report = AddReport()
@@ -286,17 +293,9 @@ class Index:
                     report.failed.append((item.name, item.reason))
                 else:
                     parsed.append(item)
-        if rebuild and not parsed:
-            raise NoArticlesError(
-                f"No article could be indexed from {', '.join(map(str, paths))}: "
-                + ("; ".join(f"{name}: {why}" for name, why in report.failed) or
-                   f"no {', '.join(ARTICLE_SUFFIXES)} files found")
-                + ". Point --source at a folder of articles. The existing index was left as it was."
-            )
         with self._write_lock, write_lock(self.path):
-            if not rebuild:
-                self._refresh()
-            self._add_batches(parsed, report, progress, rebuild=rebuild)
+            self._refresh()
+            self._add_batches(parsed, report, progress, rebuild=False)
         return report
 
     def _add_batches(self, articles: list[Article], report: AddReport, progress: bool, *, rebuild: bool) -> None:
