@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
@@ -52,6 +52,9 @@ from qa.store import (
     write_lock,
 )
 from qa.store.commit import FORMAT_VERSION, LEGACY_PREFIX, SEGMENT_PREFIX
+
+if TYPE_CHECKING:
+    from qa.ingest.dedup import NearDuplicates
 
 # An add of many articles commits a segment each time this many sentences are ready, so an
 # interrupted add keeps what it committed (re-running it skips those as already indexed).
@@ -347,7 +350,8 @@ class Index:
         elif written:
             self._merge_while_needed()
 
-    def _write_batch(self, articles: list[Article], near: Any, progress: bool, *, commit: bool) -> tuple[str, SegmentData]:
+    def _write_batch(self, articles: list[Article], near: NearDuplicates, progress: bool, *,
+                     commit: bool) -> tuple[str, SegmentData]:
         """Embed and index `articles` as one new segment folder; commit it unless told not to."""
         from qa.cache import cached_encode  # nothing is embedded twice: see qa/cache.py
 
