@@ -171,7 +171,7 @@ def test_abstention_figures_on_tiny_file_follow_from_the_confidences(tiny_result
 
 
 def test_batched_ranking_is_what_index_search_and_answer_use(tiny_squad: Path, tmp_path: Path) -> None:
-    from qa.evaluation.run import confidence, rank_many, resolved_questions
+    from qa.evaluation.run import decision, rank_many, resolved_questions
     from qa.index import Index
 
     squad = load_squad(tiny_squad)
@@ -188,8 +188,9 @@ def test_batched_ranking_is_what_index_search_and_answer_use(tiny_squad: Path, t
         assert [h.score for h in batched] == pytest.approx([h.score for h in single], abs=1e-5)
         # The eval's abstain rule must stay the one `answer` applies.
         answer = index.answer(text)
-        assert answer.confidence == pytest.approx(confidence(batched), abs=1e-4)
-        assert answer.abstained == (confidence(batched) < index.settings.abstain_threshold)
+        confidence, abstained = decision(index, text, batched)
+        assert answer.confidence == pytest.approx(confidence, abs=1e-4)
+        assert answer.abstained == abstained
 
 
 def test_set_overrides_settings_and_fusion_weights() -> None:
