@@ -116,7 +116,9 @@ def _answers_lines(answers: dict[str, Any]) -> list[str]:
     lines.append(f"  {'target (all)':<52}{'':>7}{'>= ' + format(ANSWER_TARGETS['answered_right'], '.0%'):>8}{'':>8}"
                  f"{'<= ' + format(ANSWER_TARGETS['abstained_answerable_max'], '.0%'):>9}")
     lines.append(f"  {'out-of-corpus questions':<52}{'count':>7}{'abstain':>8}{'answered (wrong)':>18}   target")
-    for key, row in answers["out_of_corpus"].items():
+    sets = answers["out_of_corpus"]
+    for key, row in sorted(sets.items(), key=lambda item: list(OUT_OF_CORPUS_LABELS).index(item[0])
+                           if item[0] in OUT_OF_CORPUS_LABELS else len(OUT_OF_CORPUS_LABELS)):
         label = OUT_OF_CORPUS_LABELS.get(key, key).format(asked_of=Path(str(row.get("asked_of", ""))).name + "/",
                                                          file=Path(str(row.get("file", ""))).name)
         target = ANSWER_TARGETS["held_out_half_min" if key == "held_out_half" else "other_out_of_corpus_min"]
