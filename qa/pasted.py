@@ -15,8 +15,8 @@ from pathlib import Path
 
 from qa.articles import Article, parse_article
 from qa.errors import QAError
+from qa.rebuild import PASTED_FOLDER  # the folder a rebuild reads: one name for both sides
 
-PASTED_FOLDER = "pasted"
 SAVED_SUFFIXES = (".md", ".pdf")
 _SAFE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,120}$")
 

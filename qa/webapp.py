@@ -29,6 +29,7 @@ SYSTEM_FONTS = ("system-ui", "-apple-system", "Segoe UI", "Roboto", "Noto Sans",
 MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "DejaVu Sans Mono", "monospace")
 CSS = """
 #qa-chatbot mark { background: #fde68a; color: inherit; padding: 0 2px; border-radius: 2px; }
+#qa-chatbot .placeholder-content { padding: 0 var(--spacing-xl); }
 #qa-articles * { font-family: var(--font) !important; }
 #qa-articles th, #qa-articles th * { word-break: keep-all !important; overflow-wrap: normal !important; }
 #qa-articles [role=row] { cursor: pointer; }
