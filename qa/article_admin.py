@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 from qa.articles import ARTICLE_SUFFIXES, PDF_SUFFIXES, TEXT_SUFFIXES, Article, decode_text, parse_article
 from qa.errors import ArticleError, QAError
 from qa.index import AddReport, Index
-from qa.pasted import delete_article_files, save_article
+from qa.pasted import save_article
 from qa.sentences import split_sentences
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # one news article is a few kB; 2 MB leaves room and caps abuse
@@ -113,7 +113,6 @@ class ArticleAdmin:
             info = self.index.remove(article_id)
         except QAError as exc:
             return str(exc)
-        delete_article_files(self.index.path, info.id)
         return f"Removed '{info.title}' ({info.id}, {count(info.sentences, 'sentence')})."
 
     def _read_upload(self, path: Path, upload: Upload) -> None:

@@ -381,7 +381,12 @@ class Index:
         return segment_name(max(taken) + 1)
 
     def remove(self, article_id: str) -> ArticleInfo:
-        """Take an article out: its segment gets a new deletion file, nothing else is rewritten."""
+        """Take an article out: its segment gets a new deletion file, nothing else is rewritten.
+
+        A copy the app saved under `<index>/pasted/` is deleted too, so a rebuild does not bring it back.
+        """
+        from qa.pasted import delete_article_files
+
         with self._write_lock, write_lock(self.path):
             self._refresh()
             state = self._state
@@ -401,6 +406,7 @@ class Index:
                 segments[position] = segment.with_deletes(dead)
             self._commit(segments, deletes={position: dead} if len(segments) == len(state.segments) else None,
                          scripts=_script_counts(state.manifest) - _scripts([article]))
+            delete_article_files(self.path, article.id)
             self._merge_while_needed()
         return info
 

@@ -112,3 +112,21 @@ def test_failed_rebuild_leaves_the_previous_index_intact(tmp_path: Path, source:
     assert (tmp_path / "index" / "manifest.json").read_text() == manifest
     assert sorted(ids(tmp_path / "index")) == ["harbour-crane", "pear-orchard", "tidal-power"]
 
+
+
+def test_cli_remove_of_a_pasted_article_deletes_its_file_so_a_rebuild_does_not_bring_it_back(
+        tmp_path: Path, source: Path) -> None:
+    from qa.pasted import save_article
+
+    index_path = tmp_path / "index"
+    index = Index.build(source, index_path)
+    pasted = Index.load(index_path)  # as the app does: add, then keep the text as a file
+    article = write_article(tmp_path / "paste", "korvik-lighthouse", "Korvik lighthouse", "The Korvik lighthouse was rebuilt in 1911.")
+    pasted.add(article)
+    saved = save_article(index_path, pasted.article("korvik-lighthouse"))
+    assert saved.is_file()
+    removed = run_cli("remove", "--index", str(index_path), "korvik-lighthouse")
+    assert removed.returncode == 0, removed.stderr
+    assert not saved.exists()
+    assert run_cli("build", "--source", str(source), "--index", str(index_path)).returncode == 0
+    assert "korvik-lighthouse" not in ids(index_path) and len(index.articles()) == 2
