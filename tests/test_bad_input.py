@@ -98,15 +98,26 @@ def test_corrupt_manifest(tmp_path: Path) -> None:
 def test_corrupt_data_file(tmp_path: Path) -> None:
     path = _copy(tmp_path)
     manifest = json.loads((path / "manifest.json").read_text())
-    (path / manifest["data"] / "dense.faiss").write_bytes(b"garbage")
+    (path / manifest["segments"][0]["name"] / "dense.faiss").write_bytes(b"garbage")
     with pytest.raises(errors.IndexCorruptError, match="Rebuild"):
         Index.load(path)
 
 
-def test_missing_data_folder(tmp_path: Path) -> None:
+def test_missing_segment_folder(tmp_path: Path) -> None:
     path = _copy(tmp_path)
-    _edit_manifest(path, data="data-999999")
-    with pytest.raises(errors.IndexCorruptError, match="missing"):
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["segments"][0]["name"] = "seg-999999"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(errors.IndexCorruptError, match="seg-999999, which are missing"):
+        Index.load(path)
+
+
+def test_missing_deletion_file(tmp_path: Path) -> None:
+    path = _copy(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["segments"][0]["deletes"] = "seg-000001.del-000009.npy"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(errors.IndexCorruptError, match="del-000009.npy"):
         Index.load(path)
 
 
