@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from qa import questions, storage
+from qa import questions, storage, turns
 from qa.answering import Answer, compose
 from qa.articles import ARTICLE_SUFFIXES, Article
 from qa.config import Settings, default_index_path, default_source_path
@@ -272,10 +272,11 @@ class Index:
     def _search(self, state: _State, query: str, history: Sequence[str] | None) -> tuple[str, list[Hit]]:
         question = questions.validate(query, self.settings.max_question_chars)
         questions.check_script(question, state.manifest.get("scripts", []))
-        resolved = questions.resolve(question, history)
-        vector = self.encoder.encode([resolved])[0]
-        hits = rank(resolved, vector, state, self.settings)
-        return resolved, hits
+
+        def ranked(text: str) -> list[Hit]:
+            return rank(text, self.encoder.encode([text])[0], state, self.settings)
+
+        return turns.search(question, history, ranked, state.corpus, self.settings)  # follow-ups, answer fit
 
     def answer(
         self, question: str, history: Sequence[str] | None = None, max_citations: int | None = None
