@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
-from qa import questions
+from qa import questions, turns
 from qa.answering import Answer, compose
 from qa.articles import Article
 from qa.bm25 import LexicalIndex
@@ -241,10 +241,11 @@ class Index:
     def _search(self, state: Snapshot, query: str, history: Sequence[str] | None) -> tuple[str, list[Hit]]:
         question = questions.validate(query, self.settings.max_question_chars)
         questions.check_script(question, state.manifest.get("scripts", []))
-        resolved = questions.resolve(question, history)
-        vector = self.encoder.encode([resolved])[0]
-        hits = rank(resolved, vector, state, self.settings)
-        return resolved, hits
+
+        def ranked(text: str) -> list[Hit]:
+            return rank(text, self.encoder.encode([text])[0], state, self.settings)
+
+        return turns.search(question, history, ranked, state.corpus, self.settings)  # follow-ups, answer fit
 
     def answer(
         self, question: str, history: Sequence[str] | None = None, max_citations: int | None = None

@@ -213,6 +213,17 @@ def test_eval_refuses_bad_input_with_a_fix(tmp_path: Path, capsys: pytest.Captur
     assert "qa.config.Settings" in capsys.readouterr().err
 
 
+def test_eval_refuses_bad_out_of_corpus_sets_before_indexing(tiny_squad: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "squad", str(tiny_squad), "--ooc-questions", str(tmp_path / "missing.jsonl")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "bad.jsonl").write_text('{"question": "Who won?"}\n["not", "an", "object"]\n', encoding="utf-8")
+    assert main(["eval", "squad", str(tiny_squad), "--ooc-questions", str(tmp_path / "bad.jsonl")]) == 2
+    assert "line 2" in capsys.readouterr().err
+    assert main(["eval", "squad", str(tiny_squad), "--ooc-articles", str(tmp_path / "nowhere")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
 # --- the command on a real slice ----------------------------------------------
 
 
