@@ -26,7 +26,7 @@ from qa.config import Settings
 from qa.corpus import ARTICLE, END, START
 from qa.encoder import DEFAULT_MODEL
 from qa.errors import QuestionError
-from qa.evaluation import metrics, ooc
+from qa.evaluation import answers, metrics, ooc
 from qa.evaluation.squad import HELD_OUT, TUNING, EvaluationDataError, SquadSet, load_squad, write_articles
 from qa.index import Index
 from qa.ranking import Hit
@@ -171,26 +171,6 @@ def _group(outcome: Outcome, mask: np.ndarray, threshold: float) -> dict[str, An
     return figures
 
 
-def _answers(full: Outcome, half: Outcome, tuning: np.ndarray, answerable: np.ndarray,
-             others: dict[str, Outcome], about: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """What users see, per question set: the first citation right or wrong, or an abstention."""
-    out_of_corpus = {"held_out_half": {**metrics.out_of_corpus_figures(half.abstained[~answerable]),
-                                       "asked_of": "the tuning half's articles alone"}}
-    for name, outcome in others.items():
-        out_of_corpus[name] = {**metrics.out_of_corpus_figures(outcome.abstained), **about[name]}
-    return {
-        "rule": "answered and right: not abstained and the first citation holds a gold answer; "
-                "an abstention on an answerable question is a miss; any answer to an out-of-corpus question is wrong",
-        "answerable": {
-            "all": metrics.answered_figures(full.ranks, full.abstained),
-            "tuning_half": metrics.answered_figures(full.ranks[tuning], full.abstained[tuning]),
-            "held_out_half": metrics.answered_figures(full.ranks[~tuning], full.abstained[~tuning]),
-            "tuning_half_index": metrics.answered_figures(half.ranks[answerable], half.abstained[answerable]),
-        },
-        "out_of_corpus": out_of_corpus,
-    }
-
-
 def evaluate_squad(
     path: str | Path,
     *,
@@ -331,7 +311,7 @@ def evaluate_squad(
                 "answerable_abstain_rate": metrics.abstain_rate(half.confidences[answerable], low),
             },
         },
-        "answers": _answers(full, half, tuning_mask, answerable, others, {
+        "answers": answers.user_figures(full, half, tuning_mask, answerable, others, {
             "other_articles": {"asked_of": str(ooc_articles), "articles": other_articles_count,
                                "questions_from": "every SQuAD question"},
             "other_questions": {"asked_of": "all SQuAD articles", "file": str(ooc_questions)},
@@ -348,20 +328,5 @@ def evaluate_squad(
         "cpu_seconds": round(sum(os.times()[:2]), 1),
     }
     if per_question:
-        result["questions"] = [
-            {"question": q.text, "half": str(halves[i]), "answerable_in_tuning_half": bool(answerable[i]),
-             "rank": int(full.ranks[i]), "confidence": float(full.confidences[i]), "abstained": bool(full.abstained[i]),
-             "tuning_half_index": {"rank": int(half.ranks[i]), "confidence": float(half.confidences[i]),
-                                   "abstained": bool(half.abstained[i])},
-             **({"other_articles": {"confidence": float(others["other_articles"].confidences[i]),
-                                    "abstained": bool(others["other_articles"].abstained[i])}}
-                if "other_articles" in others else {})}
-            for i, q in enumerate(squad.questions)
-        ]
-        if "other_questions" in others:
-            outcome = others["other_questions"]
-            result["other_questions"] = [
-                {"question": q, "confidence": float(c), "abstained": bool(a)}
-                for q, c, a in zip(other_questions or [], outcome.confidences, outcome.abstained)
-            ]
+        result.update(answers.per_question(squad, halves, answerable, full, half, others, other_questions or []))
     return result
