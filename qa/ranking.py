@@ -16,7 +16,8 @@ checked on the other half (bench/recipes.py, docs/quality.md). Features, per can
                  within noise on SQuAD, and no weight passes every seed question;
                  `python -m bench.proximity`, docs/quality.md)
 
-`Hit.confidence` is the part that does not depend on the other candidates. For questions in
+`Hit.confidence` is the part that does not depend on the other candidates: one feature of the
+answer's confidence (`qa/confidence.py`), not compared with the threshold itself. For questions in
 CJK script the cosine features are replaced by term coverage (the default model is English-only).
 """
 
@@ -68,7 +69,8 @@ class Hit(NamedTuple):
         score: the fused score that orders hits.
         confidence: the part of `score` that does not depend on the other candidates (the
             weighted cosines and cues, without the z-scored BM25), so it means the same in a
-            one-article index as in a large one; compared with `Settings.abstain_threshold`.
+            one-article index as in a large one; one feature of the answer confidence
+            (`qa/confidence.py`).
         dense: cosine between question and sentence.
         lexical: raw BM25 score of the sentence.
     """
