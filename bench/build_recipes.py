@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
         "command": "nice -n 5 .venv/bin/python -m bench.build_recipes" + (f" --articles {args.articles}" if args.articles else "")
                    + (" --late" if args.late else "") + (" --engine-check" if args.engine_check else "")
         + (f" --passes {args.passes}" if args.passes else "") + (" --more" if args.more else ""),
-        "protocol": __doc__.split("\n\n")[2].replace("\n", " "),
+        "protocol": __doc__.split("\n\n")[3].replace("\n", " "),
         "today": {"weights": today, "hit_score_threshold": HIT_THRESHOLD, **reference, "seed_questions": seeds_today},
         "recipes": rows,
         "winners": winners,
