@@ -7,7 +7,9 @@ Binds 127.0.0.1:7860 by default (`QA_HOST`, `QA_PORT`); serves the index at `QA_
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -38,6 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Load the index, warm the model up and serve the app until interrupted."""
     _offline()
     args = _parser().parse_args(argv)
+    problem = _bind_problem(args.host, args.port)  # before the model loads: say it in a second, not a minute
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     from qa.errors import QAError
     from qa.index import Index
 
@@ -55,8 +61,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     from qa.webapp import build_app, launch_options
 
     print(f"serving {len(index.articles())} articles ({len(index)} sentences) from {index.path}", flush=True)
-    build_app(index).launch(**launch_options(args.host, args.port))
+    app = build_app(index)
+    try:
+        app.launch(prevent_thread_lock=True, **launch_options(args.host, args.port))
+    except OSError as exc:  # taken between the check and the bind, or an address this machine does not have
+        print(f"error: cannot serve on {args.host}:{args.port} ({exc.strerror or exc}). "
+              "Pass --port N / --host H or set QA_PORT / QA_HOST.", file=sys.stderr)
+        return 2
+    print(f"Open http://{args.host}:{args.port} in a browser (Ctrl+C stops the app).", flush=True)
+    try:
+        app.block_thread()
+    except KeyboardInterrupt:
+        pass
     return 0
+
+
+def _bind_problem(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be served (what to pass instead), or None when it can be bound now."""
+    try:
+        with socket.create_server((host, port)):
+            return None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return (f"port {port} is in use on {host}. Pass --port N or set QA_PORT to a free port "
+                    "(or stop the program that holds it).")
+        return f"cannot serve on {host}:{port} ({exc.strerror or exc}). Pass --host H / --port N or set QA_HOST / QA_PORT."
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
     loaded = time.perf_counter() - start
     result = {"load_s": round(loaded, 2), "after_load": memory(), **answer_latency(index, questions)}
     result["memory"] = memory()
-    result["segments"] = [entry.get("dense", "flat") for entry in index.manifest["segments"]]
+    result["segment_kinds"] = [entry.get("dense", "flat") for entry in index.manifest["segments"]]
     print(json.dumps(result))
     return 0
 

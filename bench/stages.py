@@ -19,7 +19,6 @@ from bench.measure import OFFLINE_ENV, disk_size, run_json
 
 if TYPE_CHECKING:
     from bench.speed import Run
-    from qa.corpus import Corpus
     from qa.index import Index
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qa.confidence import confidence as answer_confidence
 from qa.config import Settings
 from qa.corpus import END, POSITION, START, Corpus
 from qa.ingest.pdf import page_of
@@ -41,7 +42,7 @@ class Answer:
         text: the answer, quoted sentences each followed by its [n] marker, or the abstain message.
         citations: the quoted sentences, best first; empty when abstaining.
         abstained: True when the articles do not answer the question.
-        confidence: the top sentence's confidence (see qa.ranking.Hit), compared with the abstain threshold.
+        confidence: log-odds that the articles answer the question (qa.confidence), compared with the abstain threshold.
         related: when abstaining, the closest passages (not an answer).
         query: the text actually searched (differs from the question for resolved follow-ups).
     """
@@ -103,6 +104,19 @@ def select(
     return chosen
 
 
+def assess(query: str, hits: list[Hit], corpus: Corpus, settings: Settings) -> tuple[float, bool]:
+    """The answer's confidence (`qa.confidence`), and whether to abstain: the one decision `compose` and `qa eval` share.
+
+    Args:
+        query: the text that was searched (the resolved question).
+        hits: its ranked hits, best first.
+        corpus: the corpus the hits point into.
+        settings: supplies `abstain_threshold`.
+    """
+    value = answer_confidence(query, hits, corpus)
+    return value, value < settings.abstain_threshold
+
+
 def compose(
     question: str,
     query: str,
@@ -113,8 +127,8 @@ def compose(
     max_citations: int | None = None,
 ) -> Answer:
     """Turn ranked hits into an Answer; abstain when the best is below the threshold."""
-    confidence = hits[0].confidence if hits else 0.0
-    if confidence < settings.abstain_threshold:
+    confidence, abstained = assess(query, hits, corpus, settings)
+    if abstained:
         nearest = select(hits, corpus, embeddings, limit=settings.related_count, ratio=0.0,
                          near_duplicate=settings.near_duplicate)
         related = [cite(corpus, h) for h in nearest]

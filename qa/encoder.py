@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from qa.errors import ModelLoadError
-from qa.onnx_encoder import SMALL_BATCH, OnnxUnavailable, load, read_pipeline
+from qa.onnx_encoder import SMALL_BATCH, OnnxUnavailable, disable_telemetry, load, read_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ def _read_model(spec: str) -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    disable_telemetry()  # sentence-transformers' and torch.onnx's own ONNX paths may import onnxruntime
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as transformers_logging
 

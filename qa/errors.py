@@ -49,6 +49,10 @@ class NoArticlesError(ArticleError):
     """A build found nothing it could index."""
 
 
+class MissingArticlesError(QAError):
+    """A rebuild would drop articles that only the index holds, and was not asked to."""
+
+
 class ArticleNotFoundError(QAError, KeyError):
     """No article with that id (or file at that path)."""
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from qa import questions
+from qa import questions, turns
 from qa.answering import Answer, compose
-from qa.articles import ARTICLE_SUFFIXES, Article
+from qa.articles import Article
 from qa.bm25 import LexicalIndex
 from qa.config import Settings, default_index_path, default_source_path
 from qa.corpus import Corpus
@@ -31,7 +31,6 @@ from qa.errors import (
     ArticleNotFoundError,
     IndexCorruptError,
     ModelMismatchError,
-    NoArticlesError,
 )
 from qa.ranking import Hit, rank
 from qa.store import (
@@ -53,6 +52,9 @@ from qa.store import (
     write_lock,
 )
 from qa.store.commit import FORMAT_VERSION, LEGACY_PREFIX, SEGMENT_PREFIX
+
+if TYPE_CHECKING:
+    from qa.ingest.dedup import NearDuplicates
 
 # An add of many articles commits a segment each time this many sentences are ready, so an
 # interrupted add keeps what it committed (re-running it skips those as already indexed).
@@ -142,16 +144,24 @@ class Index:
         model: str = DEFAULT_MODEL,
         settings: Settings | None = None,
         progress: bool = False,
+        drop_missing: bool = False,
     ) -> "Index":
         """Index every article under `source` (default `seeds/`) into a fresh index at `path`.
 
         An index already at `path` stays loadable, and answers as before, until the new one is
-        committed, in one commit point.
+        committed, in one commit point. Its articles that no source provides (added, pasted) are
+        kept unless `drop_missing`; `<path>/pasted/` is read as a source too (see qa.rebuild).
+        `build_report.kept`/`.dropped` name them.
         """
+        from qa.rebuild import read_sources, with_missing
+
         source = Path(source) if source else default_source_path()
         path = Path(path) if path else default_index_path()
         index = cls.empty(path, Encoder(model), settings)
-        index.build_report = index._add_paths([source], progress=progress, rebuild=True)
+        parsed, index.build_report = read_sources(source, path)
+        with index._write_lock, write_lock(path):
+            articles = with_missing(parsed, path, index.build_report, drop_missing=drop_missing)
+            index._add_batches(articles, index.build_report, progress, rebuild=True)
         return index
 
     @classmethod
@@ -231,10 +241,11 @@ class Index:
     def _search(self, state: Snapshot, query: str, history: Sequence[str] | None) -> tuple[str, list[Hit]]:
         question = questions.validate(query, self.settings.max_question_chars)
         questions.check_script(question, state.manifest.get("scripts", []))
-        resolved = questions.resolve(question, history)
-        vector = self.encoder.encode([resolved])[0]
-        hits = rank(resolved, vector, state, self.settings)
-        return resolved, hits
+
+        def ranked(text: str) -> list[Hit]:
+            return rank(text, self.encoder.encode([text])[0], state, self.settings)
+
+        return turns.search(question, history, ranked, state.corpus, self.settings)  # follow-ups, answer fit
 
     def answer(
         self, question: str, history: Sequence[str] | None = None, max_citations: int | None = None
@@ -265,7 +276,7 @@ class Index:
         """
         if isinstance(paths, (str, Path)):
             paths = [paths]
-        return self._add_paths(list(paths), progress=progress, rebuild=False)
+        return self._add_paths(list(paths), progress=progress)
 
     def add_articles(self, articles: Sequence[Article], progress: bool = False) -> AddReport:
         """Add already-parsed articles (pasted text, other formats)."""
@@ -275,7 +286,7 @@ class Index:
             self._add_batches(list(articles), report, progress, rebuild=False)
         return report
 
-    def _add_paths(self, paths: list[str | Path], *, progress: bool, rebuild: bool) -> AddReport:
+    def _add_paths(self, paths: list[str | Path], *, progress: bool) -> AddReport:
         from qa.ingest import Failure, load_articles
 
         report = AddReport()
@@ -286,17 +297,9 @@ class Index:
                     report.failed.append((item.name, item.reason))
                 else:
                     parsed.append(item)
-        if rebuild and not parsed:
-            raise NoArticlesError(
-                f"No article could be indexed from {', '.join(map(str, paths))}: "
-                + ("; ".join(f"{name}: {why}" for name, why in report.failed) or
-                   f"no {', '.join(ARTICLE_SUFFIXES)} files found")
-                + ". Point --source at a folder of articles. The existing index was left as it was."
-            )
         with self._write_lock, write_lock(self.path):
-            if not rebuild:
-                self._refresh()
-            self._add_batches(parsed, report, progress, rebuild=rebuild)
+            self._refresh()
+            self._add_batches(parsed, report, progress, rebuild=False)
         return report
 
     def _add_batches(self, articles: list[Article], report: AddReport, progress: bool, *, rebuild: bool) -> None:
@@ -327,7 +330,7 @@ class Index:
         elif written:
             self._merge_while_needed()
 
-    def _screened(self, articles: list[Article], report: AddReport) -> Iterator[tuple[Article, Any]]:
+    def _screened(self, articles: list[Article], report: AddReport) -> Iterator[tuple[Article, NearDuplicates]]:
         """Each of `articles` to index, with the near-duplicate finder that now holds its signature:
         texts already indexed are reported and skipped, a taken id gets a hash suffix, and a
         near-duplicate is flagged (kept: it may add facts; answers never quote a sentence twice)."""
@@ -354,7 +357,8 @@ class Index:
             taken.add(article.id)
             yield article, near
 
-    def _write_batch(self, articles: list[Article], near: Any, progress: bool, *, commit: bool) -> tuple[str, SegmentData]:
+    def _write_batch(self, articles: list[Article], near: NearDuplicates, progress: bool, *,
+                     commit: bool) -> tuple[str, SegmentData]:
         """Embed and index `articles` as one new segment folder; commit it unless told not to."""
         from qa.cache import cached_encode  # nothing is embedded twice: see qa/cache.py
 
@@ -384,7 +388,12 @@ class Index:
         return segment_name(max(taken) + 1)
 
     def remove(self, article_id: str) -> ArticleInfo:
-        """Take an article out: its segment gets a new deletion file, nothing else is rewritten."""
+        """Take an article out: its segment gets a new deletion file, nothing else is rewritten.
+
+        A copy the app saved under `<index>/pasted/` is deleted too, so a rebuild does not bring it back.
+        """
+        from qa.pasted import delete_article_files
+
         with self._write_lock, write_lock(self.path):
             self._refresh()
             state = self._state
@@ -404,6 +413,7 @@ class Index:
                 segments[position] = segment.with_deletes(dead)
             self._commit(segments, deletes={position: dead} if len(segments) == len(state.segments) else None,
                          scripts=_script_counts(state.manifest) - _scripts([article]))
+            delete_article_files(self.path, article.id)
             self._merge_while_needed()
         return info
 

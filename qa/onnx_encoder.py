@@ -4,6 +4,11 @@ For a local sentence-transformers folder that is exactly Transformer -> Pooling 
 Normalize. The transformer is exported once per model fingerprint to `<cache root>/onnx/
 <fingerprint>/model.onnx`, checked against sentence-transformers on probe texts before it is
 published; tokenising (`tokenizers`), mean pooling and normalising happen here in numpy.
+
+ONNX Runtime (1.29 and later) ships telemetry on Linux: importing it starts an uploader that
+looks up mobile.events.data.microsoft.com about 10, 15, 23 and 45 s later and writes a device id
+under ~/.cache/Microsoft. `import_onnxruntime` switches it off before the library loads, and
+every import of onnxruntime here goes through it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import logging
 import os
 import secrets
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -34,6 +40,37 @@ PROBES = ("", "Hi.", "How many industrial robots were installed in China in 2022
           "Ünïcödé: café, naïve, Zürich — 東京 и Москва 🙂", "  padded   with   spaces  ",
           "The quick brown fox jumps over the lazy dog. " * 60)  # > 256 tokens: truncation
 _STAGES = ("Transformer", "Pooling", "Normalize")
+
+
+# ORT 1.29-1.32 read ORT_DISABLE_TELEMETRY; later releases name it ORT_TELEMETRY_DISABLED. Either,
+# set before the first import, stops the uploader from ever being created.
+TELEMETRY_OFF = {"ORT_DISABLE_TELEMETRY": "1", "ORT_TELEMETRY_DISABLED": "1"}
+
+
+def disable_telemetry() -> None:
+    """Turn ONNX Runtime's telemetry off for this process and the processes it starts.
+
+    Must run before onnxruntime is first imported: the library starts its uploader at import
+    and `onnxruntime.disable_telemetry_events()` only mutes later events (measured: the DNS
+    look-ups still happen). When it was imported earlier by someone else, that call is still
+    made, and a warning names the problem.
+    """
+    os.environ.update(TELEMETRY_OFF)
+    module = sys.modules.get("onnxruntime")
+    if module is not None and not getattr(module, "_qa_telemetry_checked", False):
+        log.warning("onnxruntime was imported before its telemetry could be switched off; "
+                    "set ORT_DISABLE_TELEMETRY=1 in the environment to silence it completely")
+        with contextlib.suppress(Exception):
+            module.disable_telemetry_events()
+
+
+def import_onnxruntime() -> Any:
+    """The onnxruntime module, imported with its telemetry switched off (see `disable_telemetry`)."""
+    disable_telemetry()
+    import onnxruntime
+
+    onnxruntime._qa_telemetry_checked = True  # imported by us, after the switch: no warning next time
+    return onnxruntime
 
 
 class OnnxUnavailable(Exception):
@@ -137,8 +174,7 @@ class OnnxEncoder:
         self._tokenizer.enable_padding(pad_id=pad["pad_id"], pad_token=pad["pad_token"])  # to the batch's longest
 
     def _session(self, threads: int) -> Any:
-        import onnxruntime
-
+        onnxruntime = import_onnxruntime()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -189,7 +225,7 @@ def load(pipeline: Pipeline, fingerprint: str, cache_root: Path, read_model: Cal
             the export or its validation failed.
     """
     try:
-        import onnxruntime  # noqa: F401
+        import_onnxruntime()
         import tokenizers  # noqa: F401
     except ImportError as exc:
         raise OnnxUnavailable(f"{exc.name} is not installed") from None

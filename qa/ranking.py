@@ -21,7 +21,8 @@ Two phases, so that shards of an index (`qa.cluster`) rank as the whole index do
 corpus-wide BM25 statistics; `fuse` takes the corpus-wide top-k of each from all shards' rows,
 z-scores and fuses them. One index is one shard: `rank() = fuse([shard_candidates(index)])`.
 
-`Hit.confidence` is the part that does not depend on the other candidates. For questions in
+`Hit.confidence` is the part that does not depend on the other candidates: one feature of the
+answer's confidence (`qa/confidence.py`), not compared with the threshold itself. For questions in
 CJK script the cosine features are replaced by term coverage (the default model is English-only).
 """
 
@@ -74,7 +75,8 @@ class Hit(NamedTuple):
         score: the fused score that orders hits.
         confidence: the part of `score` that does not depend on the other candidates (the
             weighted cosines and cues, without the z-scored BM25), so it means the same in a
-            one-article index as in a large one; compared with `Settings.abstain_threshold`.
+            one-article index as in a large one; one feature of the answer confidence
+            (`qa/confidence.py`).
         dense: cosine between question and sentence.
         lexical: raw BM25 score of the sentence.
     """

@@ -3,7 +3,8 @@
 Article text is untrusted. The chat shows these messages as (sanitised) HTML with Markdown
 rendering switched off, so `html.escape` on every piece of article text is enough for it to
 show as the characters it is: `<script>`, tags, `[links](...)`, `*emphasis*` and `$$maths$$`
-from an article are never executed nor rendered as markup. Only the tags written here
+from an article are never executed nor rendered as markup. The user's own question is
+untrusted too and escaped the same way (`format_question`). Only the tags written here
 (<p>, <b>, <mark>, <code>, <blockquote>, <em>) are rendered.
 """
 
@@ -57,9 +58,10 @@ def _context(citation: Citation, article_text: ArticleText) -> str:
 def format_source(number: int, citation: Citation, article_text: ArticleText) -> str:
     """One entry of a Sources panel: title, date, id and offsets, then the highlighted paragraph."""
     date = escape(citation.date) if citation.date else "no date"
+    page = f" · p. {citation.page}" if citation.page else ""  # PDFs: the page the sentence starts on
     return (
         f"<p><b>[{number}] {escape(citation.title)}</b> · {date} · <code>{escape(citation.article_id)}</code>"
-        f" · characters {citation.start}–{citation.end}</p>"
+        f"{page} · characters {citation.start}–{citation.end}</p>"
         f"<blockquote>{_context(citation, article_text)}</blockquote>"
     )
 
@@ -84,7 +86,8 @@ def format_answer(answer: Answer, article_text: ArticleText) -> list[dict[str, A
             messages.append({
                 "role": "assistant",
                 "content": note + format_sources(answer.related, article_text),
-                "metadata": {"title": RELATED_TITLE},
+                # "done" folds the panel like Sources: an abstention stays one short line until opened.
+                "metadata": {"title": RELATED_TITLE, "status": "done"},
             })
         return messages
     quoted = " ".join(f"{escape(c.sentence)} <b>[{n}]</b>" for n, c in enumerate(answer.citations, start=1))
@@ -98,6 +101,11 @@ def format_answer(answer: Answer, article_text: ArticleText) -> list[dict[str, A
     ]
 
 
+def format_question(question: str) -> dict[str, Any]:
+    """The user's own turn as a chat message: escaped, so typed HTML shows as the characters typed."""
+    return {"role": "user", "content": escape(question)}
+
+
 def format_error(message: str) -> list[dict[str, Any]]:
     """A chat message for a question the engine refused (empty, too long, wrong script...)."""
     return [{"role": "assistant", "content": f"<p>⚠️ {escape(message)}</p>"}]
@@ -108,30 +116,3 @@ def answer_record(answer: Answer | None, error: str | None = None) -> dict[str, 
     if answer is None:
         return {"error": error or "unknown error"}
     return asdict(answer)
-
-
-def user_turns(history: Sequence[Any], keep: int = 6) -> list[str]:
-    """The text of the user's earlier turns, oldest first; assistant messages and panels are skipped.
-
-    Gradio 6 hands history content either as a string or as a list of content blocks
-    (`{"type": "text", "text": ...}`, files, components); only the text blocks are kept.
-    """
-    turns: list[str] = []
-    for message in history or []:
-        if not isinstance(message, dict) or message.get("role") != "user" or message.get("metadata"):
-            continue
-        text = _text_of(message.get("content")).strip()
-        if text:
-            turns.append(text)
-    return turns[-keep:]
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return content.get("text", "") if content.get("type", "text") == "text" else ""
-    if isinstance(content, (list, tuple)):
-        return " ".join(_text_of(part) for part in content)
-    return ""
-

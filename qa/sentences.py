@@ -36,7 +36,7 @@ import re
 from functools import lru_cache
 from typing import Callable, Iterable
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "split_paragraphs", "split_sentences"]
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "MAX_SENTENCE_CHARS", "split_paragraphs", "split_sentences"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,15 @@ _MARKER_ONLY = re.compile(r"\(?(?:\d{1,3}|[A-Za-z])[.)]")
 # Titles and "v." (Brown v. Board) precede a name, so no sentence ends there;
 # some libraries cut after them anyway when the title starts a sentence.
 _NO_CUT_AFTER = re.compile(r"(?<![\w.])(?:Mrs?|Ms|Dr|Prof|Rev|Hon|Sen|Rep|Gov|Gen|Capt|Sgt|vs?)\.$")
+
+# The longest span a citation quotes. Text with no sentence ends (a log, a table flattened to
+# one line, 351 KB of words) would otherwise be one "sentence" quoted whole in every answer.
+# Longer runs are cut at a space, after a comma/semicolon/colon when the last half of the window
+# has one. No real sentence is cut: SQuAD v1.1 dev's 10,247 sentences (uncapped) are at most
+# 1,412 characters (then 1,222 and 1,160: semicolon lists of names); 2 exceed 1,200, none 1,500.
+# tests/test_sentences.py re-measures it.
+MAX_SENTENCE_CHARS = 2000
+_CLAUSE_END = re.compile(r"[,;:]\s")
 
 # Dependency-free fallback: cut after .!? (+ closers) before an upper-case start.
 _REGEX_CUT = re.compile(rf"[.!?…]+[\"'”’)\]]*(?:{_FOOTNOTE})*\s+(?=[\"'“‘(\[]?[A-Z0-9])")
@@ -204,6 +213,27 @@ def _align(text: str, start: int, end: int, pieces: Iterable[str]) -> list[int]:
     return cuts
 
 
+def _capped(text: str, start: int, end: int, limit: int) -> list[tuple[int, int]]:
+    """``[start, end)`` cut into trimmed spans of at most ``limit`` characters.
+
+    Each cut is the last clause end (", " "; " ": ") in the second half of the window, else
+    its last whitespace, else (one unbroken run of letters) the window's end.
+    """
+    spans: list[tuple[int, int]] = []
+    while end - start > limit:
+        window_end = start + limit
+        clauses = [m.end() for m in _CLAUSE_END.finditer(text, start + limit // 2, window_end)]
+        cut = clauses[-1] if clauses else max(
+            (i for i in range(window_end, start, -1) if text[i - 1].isspace() or text[i].isspace()),
+            default=window_end)
+        spans.extend(_cut(text, start, cut, ()))
+        start = cut
+        while start < end and text[start].isspace():
+            start += 1
+    spans.extend(_cut(text, start, end, ()))
+    return spans
+
+
 def split_sentences(text: str, backend: str = DEFAULT_BACKEND) -> list[tuple[int, int]]:
     """Split text into sentences, never across a paragraph boundary.
 
@@ -213,8 +243,9 @@ def split_sentences(text: str, backend: str = DEFAULT_BACKEND) -> list[tuple[int
 
     Returns:
         In-order, non-overlapping ``(start, end)`` spans such that
-        ``text[start:end]`` is a whitespace-trimmed sentence and every
-        non-whitespace character lies in exactly one span.
+        ``text[start:end]`` is a whitespace-trimmed sentence of at most
+        :data:`MAX_SENTENCE_CHARS` characters (a longer one is cut into
+        pieces) and every non-whitespace character lies in exactly one span.
 
     Raises:
         ValueError: If ``backend`` is not a known name.
@@ -234,5 +265,7 @@ def split_sentences(text: str, backend: str = DEFAULT_BACKEND) -> list[tuple[int
                 pieces = _split_regex(block)
             cuts = _align(text, b_start, b_end, pieces)
             cuts += [m.end() for m in _CJK_END.finditer(text, b_start, b_end)]
-            spans.extend(_cut(text, b_start, b_end, cuts))
+            for start, end in _cut(text, b_start, b_end, cuts):
+                spans.extend(_capped(text, start, end, MAX_SENTENCE_CHARS) if end - start > MAX_SENTENCE_CHARS
+                             else [(start, end)])
     return spans

@@ -6,257 +6,199 @@ embedded, and the next question after an add or remove sees the change with no r
 Gradio is imported inside the functions that need it, so importing this module stays cheap.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Gradio reads the handlers' gr.SelectData annotations at run time.
+from typing import TYPE_CHECKING, Any
 
-import re
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
-
-from qa.articles import ARTICLE_SUFFIXES, TEXT_SUFFIXES, Article, decode_text, parse_article
-from qa.errors import ArticleError, ArticleNotFoundError, QAError
-from qa.index import AddReport, Index
-from qa.render import answer_record, format_answer, format_error, user_turns
+from qa.article_admin import MAX_UPLOAD_BYTES, ArticleAdmin, size_text
+from qa.chat_session import MAX_CITATIONS, ChatSession
+from qa.index import Index
 
 if TYPE_CHECKING:
     import gradio as gr
 
-MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # one news article is a few kB; 2 MB leaves room and caps abuse
 CHAT_CONCURRENCY = 8  # chats answered at once; each is one short encode plus two index look-ups
 WRITES = "index-writes"  # one concurrency group for add/remove: the Index serialises them anyway
-MAX_EXAMPLES = 4
-MAX_CITATIONS = 8  # top of the "Sentences to cite" slider; API values are clamped to 1..8
+# Gradio refuses a whole selection client-side when one file is over its cap, so its cap is far above
+# ours: every file then reaches ArticleAdmin, which names the ones over MAX_UPLOAD_BYTES and adds the rest.
+UPLOAD_TRANSPORT_BYTES = 100 * 1024 * 1024
 HEADERS = ["Title", "Date", "Sentences", "ID"]
-_HEADING = re.compile(r"^#*\s*[^\W\d_][^.!?:;]{2,80}\s[^.!?:;]{2,80}$")  # a short line of words, no stops
-CSS = "#qa-chatbot mark { background: #fde68a; color: inherit; padding: 0 2px; border-radius: 2px; }"
+# Gradio's bundled Source Sans has a semibold cut with a few dozen glyphs, so bold text mixed fonts:
+# the system's own fonts are complete, and nothing is fetched.
+SYSTEM_FONTS = ("system-ui", "-apple-system", "Segoe UI", "Roboto", "Noto Sans", "Liberation Sans", "DejaVu Sans",
+                "Arial", "sans-serif")
+MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "DejaVu Sans Mono", "monospace")
+CSS = """
+#qa-chatbot mark { background: #fde68a; color: inherit; padding: 0 2px; border-radius: 2px; }
+#qa-chatbot .placeholder-content { padding: 0 var(--spacing-xl); }
+#qa-articles * { font-family: var(--font) !important; }
+#qa-articles th, #qa-articles th * { word-break: keep-all !important; overflow-wrap: normal !important; }
+#qa-articles [role=row] { cursor: pointer; }
+/* A phone shows title, date and sentences; the id is not needed to remove an article (click its row). */
+@media (max-width: 640px) {
+  #qa-articles th[data-heading="3"], #qa-articles [data-col="3"], #qa-articles td:nth-child(4) { display: none !important; }
+  #qa-articles th[data-heading="0"], #qa-articles [data-col="0"] { width: 50% !important; flex: 0 0 50% !important; min-width: 0 !important; max-width: none !important; }
+  #qa-articles th[data-heading="1"], #qa-articles [data-col="1"] { width: 29% !important; flex: 0 0 29% !important; min-width: 0 !important; max-width: none !important; }
+  #qa-articles th[data-heading="2"], #qa-articles [data-col="2"] { width: 21% !important; flex: 0 0 21% !important; min-width: 0 !important; max-width: none !important; }
+  #qa-articles table.header-table, #qa-articles .virtual-body { width: 100% !important; }
+}
+"""
+# The chat takes the window's height (less the header, tabs and question box), never a fixed 480 px.
+CHAT_HEIGHT = "calc(100dvh - 270px)"
 
 
-class ChatApp:
-    """The app's event handlers over one live Index (the constructor only stores)."""
+def theme() -> "gr.themes.Base":
+    """Gradio's default look with system fonts (see SYSTEM_FONTS)."""
+    import gradio as gr
 
-    def __init__(self, index: Index, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> None:
-        self.index = index
-        self.max_upload_bytes = max_upload_bytes
-
-    # --- chat --------------------------------------------------------------
-
-    def chat(self, message: str, history: Sequence[Any], max_citations: float | None = None) -> tuple[list, dict]:
-        """Answer one chat turn; returns (chat messages, the Answer as JSON)."""
-        try:
-            answer = self.index.answer(
-                message if isinstance(message, str) else "",
-                history=user_turns(history),
-                max_citations=min(max(int(max_citations), 1), MAX_CITATIONS) if max_citations else None,
-            )
-        except QAError as exc:
-            return format_error(str(exc)), answer_record(None, str(exc))
-        return format_answer(answer, self.article_text), answer_record(answer)
-
-    def article_text(self, article_id: str) -> str | None:
-        """Full text of an indexed article, or None when it is not (or no longer) indexed."""
-        try:
-            return self.index.article(article_id).text
-        except ArticleNotFoundError:
-            return None
-
-    def examples(self, limit: int = MAX_EXAMPLES) -> list[str]:
-        """Example questions drawn from the indexed articles: their titles, then their section headings."""
-        infos = list(reversed(self.index.articles()))  # newest first
-        topics = [info.title for info in infos[:limit]]
-        for info in infos:
-            if len(set(topics)) >= limit:
-                break
-            lines = self.index.article(info.id).text.splitlines()[1:]
-            topics += [line.strip("# ").strip() for line in lines if _HEADING.match(line.strip())]
-        unique = list(dict.fromkeys(t for t in topics if t))
-        return [f"What does the article say about {topic}?" for topic in unique[:limit]]
-
-    # --- articles ----------------------------------------------------------
-
-    def listing(self) -> list[list[Any]]:
-        """The articles table, newest first: title, date, sentences, id."""
-        return [[a.title, a.date or "", a.sentences, a.id] for a in reversed(self.index.articles())]
-
-    def menu(self) -> Any:
-        """The remove menu's choices ("title (id)" -> id), newest first, nothing chosen."""
-        import gradio as gr
-
-        choices = [(f"{a.title} ({a.id})", a.id) for a in reversed(self.index.articles())]
-        return gr.Dropdown(choices=choices, value=None)
-
-    def refresh(self) -> tuple[list[list[Any]], Any]:
-        """Table and menu together (page load, tab switch)."""
-        return self.listing(), self.menu()
-
-    def add_files(self, files: str | Sequence[str] | None, progress: Any = None) -> tuple[str, list[list[Any]]]:
-        """Add uploaded article files. Their names only label them; the text is indexed, nothing is written."""
-        paths = [files] if isinstance(files, str) else list(files or [])
-        if not paths:
-            return ("Choose one or more article files first.", self.listing())
-        articles, problems = [], []
-        for path in paths:
-            name = Path(str(path)).name  # Gradio's upload copy keeps the original base name
-            try:
-                articles.extend(self._read_upload(Path(str(path)), name))
-            except ArticleError as exc:
-                problems.append(str(exc))
-        return self._add(articles, problems, progress)
-
-    def add_pasted(self, title: str | None, text: str | None, progress: Any = None) -> tuple[str, list[list[Any]]]:
-        """Add an article from a pasted title and text."""
-        title = " ".join((title or "").split())[:200]
-        text = (text or "").strip()
-        if not text:
-            return ("Paste the article's text first (a title alone has nothing to quote).", self.listing())
-        if len(text.encode("utf-8")) > self.max_upload_bytes:
-            return f"The text is over the {_size(self.max_upload_bytes)} limit. Trim it or split it.", self.listing()
-        full = f"# {title}\n\n{text}\n" if title else text + "\n"
-        try:
-            article = parse_article(full, name=title or "pasted article", source="pasted in the app")
-        except ArticleError as exc:
-            return (str(exc), self.listing())
-        return self._add([article], [], progress)
-
-    def remove(self, article_id: str | None) -> tuple[str, list[list[Any]]]:
-        """Remove one article by id; the next question no longer sees it."""
-        if not article_id:
-            return ("Choose an article to remove first.", self.listing())
-        try:
-            info = self.index.remove(article_id)
-        except QAError as exc:
-            return (str(exc), self.listing())
-        return f"Removed '{info.title}' ({info.id}, {_count(info.sentences, 'sentence')}).", self.listing()
-
-    def _read_upload(self, path: Path, name: str) -> list[Article]:
-        suffix = Path(name).suffix.lower()
-        if suffix not in ARTICLE_SUFFIXES:
-            raise ArticleError(f"{name}: only {', '.join(ARTICLE_SUFFIXES)} files can be added.")
-        size = path.stat().st_size
-        if size > self.max_upload_bytes:
-            raise ArticleError(f"{name}: {_size(size)} is over the {_size(self.max_upload_bytes)} limit. Split it.")
-        if suffix in TEXT_SUFFIXES:
-            text = decode_text(path.read_bytes(), name)
-            return [parse_article(text, name=Path(name).stem, source=f"uploaded: {name}")]
-        from dataclasses import replace
-
-        from qa.ingest import Failure, load_file
-
-        loaded = list(load_file(path))  # HTML, PDF, JSONL: read from Gradio's upload copy, nothing written
-        failures = [f"{name}: {item.reason}" for item in loaded if isinstance(item, Failure)]
-        if failures:
-            raise ArticleError("; ".join(failures))
-        return [replace(a, source=f"uploaded: {name}") for a in loaded if not isinstance(a, Failure)]
-
-    def _add(self, articles: list[Article], problems: list[str], progress: Any) -> tuple[str, list[list[Any]]]:
-        report = AddReport()
-        if articles:
-            sentences = sum(len(a.sentences()) for a in articles)
-            if progress is not None:
-                progress(0, desc=f"Embedding {_count(sentences, 'sentence')} of {_count(len(articles), 'article')}")
-            try:
-                report = self.index.add_articles(articles, progress=progress is not None)
-            except QAError as exc:
-                problems.append(str(exc))
-        counts = {a.id: a for a in self.index.articles()}
-        lines = [
-            f"Added '{counts[i].title}' ({i}, {_count(counts[i].sentences, 'sentence')})."
-            for i in report.added if i in counts
-        ]
-        lines += [f"Already indexed, skipped: {d}" for d in report.duplicates]
-        lines += [f"Not added: {p}" for p in problems + [f"{n}: {why}" for n, why in report.failed]]
-        return ("\n".join(lines) or "Nothing was added.", self.listing())
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" + ("" if number == 1 else "s")
-
-
-def _size(count: int) -> str:
-    return f"{count / 1024 / 1024:.1f} MB" if count >= 1024 * 1024 else f"{count / 1024:.0f} kB"
+    return gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
 
 
 def build_app(index: Index, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> "gr.Blocks":
     """The Gradio Blocks of the app (not launched; see `launch_options`)."""
     import gradio as gr
 
-    app = ChatApp(index, max_upload_bytes)
+    session, admin = ChatSession(index), ArticleAdmin(index, max_upload_bytes)
+    default_citations = index.settings.max_citations
 
-    def chat(message: str, history: list, max_citations: float = index.settings.max_citations):
-        """Answer a question from the indexed articles. Returns the chat messages (quoted sentences with
-        [n] markers, then a Sources panel) and the Answer as JSON (citations with exact character offsets)."""
-        return app.chat(message, history, max_citations)
+    def chat(message: str, turns: list[str], max_citations: float = default_citations):
+        """Answer a question from the indexed articles (follow-ups use this session's earlier questions).
+        Returns the chat messages (quoted sentences with [n] markers, then a Sources panel) and the
+        Answer as JSON (citations with exact character offsets)."""
+        return session.reply(message, turns, max_citations)
 
     def add_files(files: list[str] | None, progress=gr.Progress(track_tqdm=True)):
-        """Add uploaded .txt/.md article files. Returns a status message and the articles table."""
-        return app.add_files(files, progress)
+        """Add uploaded article files (.txt, .md, .html, .pdf, .jsonl). Returns a status message and the table."""
+        return admin.add_files(files, progress), admin.listing()
 
     def add_article(title: str, text: str, progress=gr.Progress(track_tqdm=True)):
-        """Add one article from a title and its text. Returns a status message and the articles table."""
-        return app.add_pasted(title, text, progress)
+        """Add one article from a title (optional) and its text. Returns a status message and the table."""
+        return admin.add_pasted(title, text, progress), admin.listing()
+
+    def remove_article(article_id: str):
+        """Remove one article by id. Returns a status message and the articles table."""
+        return admin.remove(article_id), admin.listing()
+
+    def list_articles():
+        """The articles table: title, date, sentences, id; newest first."""
+        return admin.listing()
+
+    def refresh():
+        return admin.listing(), gr.Dropdown(choices=admin.choices(), value=None), examples()
+
+    def examples():
+        return gr.Chatbot(examples=[{"text": q} for q in session.examples()])
+
+    def pick_row(event: gr.SelectData):
+        row = event.row_value or []
+        return row[3] if len(row) > 3 else gr.skip()
 
     with gr.Blocks(title="Ask the articles", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown("## Ask the articles\nAnswers are sentences quoted from the indexed articles, "
-                    "each marked [n]; open **Sources** under an answer to see where each one comes from.")
+        turns = gr.State([])  # this session's questions as typed: follow-ups are resolved from them
+        asked = gr.State("")  # the question being answered, once it has left the text box
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
-                cite = gr.Slider(1, MAX_CITATIONS, value=index.settings.max_citations, step=1,
-                                 label="Sentences to cite", render=False)
-                record = gr.JSON(label="Answer", render=False)
-                chatbot = gr.Chatbot(elem_id="qa-chatbot", height=480, latex_delimiters=[], allow_tags=False,
-                                     sanitize_html=True, render_markdown=False, buttons=[],
-                                     label="Answers from the articles")
-                examples = app.examples()
-                gr.ChatInterface(
-                    chat, chatbot=chatbot, additional_inputs=[cite], additional_outputs=[record],
-                    additional_inputs_accordion="Answer settings",
-                    textbox=gr.Textbox(placeholder="Ask a question about the articles", show_label=False,
-                                       elem_id="qa-question", scale=7, autofocus=True, submit_btn=True, stop_btn=True),
-                    examples=[[q] for q in examples] or None, api_name="chat",
-                    concurrency_limit=CHAT_CONCURRENCY, flagging_mode="never", save_history=False,
-                    fill_height=False,
-                )
+                chatbot = gr.Chatbot(elem_id="qa-chatbot", height=CHAT_HEIGHT, min_height=320, latex_delimiters=[],
+                                     allow_tags=False, sanitize_html=True, render_markdown=False, buttons=[],
+                                     feedback_options=None, show_label=False, autoscroll=True,
+                                     placeholder="Answers are sentences quoted from the indexed articles, each "
+                                                 "marked [n]; open **Sources** under an answer to see where "
+                                                 "each one comes from.")
+                question = gr.Textbox(placeholder="Ask a question about the articles", show_label=False,
+                                      elem_id="qa-question", autofocus=True, submit_btn=True, lines=1, max_lines=6)
+                with gr.Accordion("Answer settings", open=False):
+                    cite = gr.Slider(1, MAX_CITATIONS, value=default_citations, step=1, label="Sentences to cite")
                 with gr.Accordion("Last answer as JSON (citations with character offsets)", open=False):
-                    record.render()
+                    record = gr.JSON(label="Answer")
+                api_messages = gr.JSON(visible=False)
+                api_citations = gr.Number(value=default_citations, visible=False, label="max_citations")
+                api_button = gr.Button(visible=False)
             with gr.Tab("Articles", id="articles") as articles_tab:
-                status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="qa-status")
-                table = gr.Dataframe(headers=HEADERS, datatype=["str", "str", "number", "str"], interactive=False,
-                                     label="Indexed articles (newest first)", elem_id="qa-articles", wrap=True)
-                with gr.Row():
+                with gr.Row(equal_height=False):
                     with gr.Column():
-                        files = gr.File(label=f"Upload articles (.txt, .md, .html, .pdf, .jsonl; up to {_size(max_upload_bytes)} each)",
-                                        file_count="multiple", file_types=list(ARTICLE_SUFFIXES), type="filepath",
-                                        elem_id="qa-upload")
+                        files = gr.File(label=f"Upload articles (.txt, .md, .html, .pdf, .jsonl; up to "
+                                              f"{size_text(max_upload_bytes)} each)",
+                                        file_count="multiple", type="filepath", elem_id="qa-upload")
                         add_files_btn = gr.Button("Add uploaded files", variant="primary")
+                        files_status = gr.Textbox(label="Upload result", interactive=False, lines=1, max_lines=12,
+                                                  elem_id="qa-upload-status", visible=False)
                     with gr.Column():
-                        title = gr.Textbox(label="Title", max_lines=1, elem_id="qa-paste-title")
-                        text = gr.Textbox(label="Article text", lines=8, elem_id="qa-paste-text")
+                        title = gr.Textbox(label="Title (optional)", max_lines=1, elem_id="qa-paste-title")
+                        text = gr.Textbox(label="Article text", lines=6, max_lines=14, elem_id="qa-paste-text")
                         add_text_btn = gr.Button("Add pasted article", variant="primary")
-                with gr.Row():
-                    choice = gr.Dropdown(label="Article to remove", choices=[], allow_custom_value=True, scale=4)
-                    remove_btn = gr.Button("Remove article", variant="stop", scale=1)
+                        paste_status = gr.Textbox(label="Paste result", interactive=False, lines=1, max_lines=12,
+                                                  elem_id="qa-paste-status", visible=False)
+                with gr.Row(equal_height=True):
+                    choice = gr.Dropdown(label="Article to remove (or click its row below)", choices=[],
+                                         allow_custom_value=True, filterable=True, scale=4, elem_id="qa-remove")
+                    remove_btn = gr.Button("Remove article", variant="stop", scale=1, min_width=120)
+                remove_status = gr.Textbox(label="Remove result", interactive=False, lines=1, max_lines=4,
+                                           elem_id="qa-remove-status", visible=False)
+                table = gr.Dataframe(headers=HEADERS, datatype=["str", "str", "number", "str"], interactive=False,
+                                     label="Indexed articles (newest first)", elem_id="qa-articles", wrap=True,
+                                     column_widths=["44%", "16%", "12%", "28%"], show_search="search",
+                                     max_height=640)
                 refresh_btn = gr.Button("Refresh list", size="sm")
 
-        # Write endpoints return (status, table); the remove menu follows in a chained, undocumented step.
-        outputs = [status, table]
+        # The chat: the question shows at once (escaped), the answer follows; the box is free again after.
+        ui = {"api_visibility": "undocumented"}
+
+        def show_question(message: str, shown: list):
+            if not message.strip():  # Enter on an empty box: nothing to ask
+                return gr.skip(), gr.skip(), ""
+            return gr.Textbox(value="", interactive=False), session.show_question(message, shown), message
+
+        def show_example(event: gr.SelectData, shown: list):
+            return session.show_question(event.value["text"], shown), event.value["text"]
+
+        def answer_asked(message: str, shown: list, turns_: list, citations: float):
+            if not message.strip():
+                return gr.skip(), gr.skip(), gr.skip()
+            return session.answer_shown(message, shown, turns_, citations)
+
+        answer_step = {"fn": answer_asked, "inputs": [asked, chatbot, turns, cite], "outputs": [chatbot, record, turns],
+                       "concurrency_limit": CHAT_CONCURRENCY, "concurrency_id": "chat", **ui}
+        unlock = {"fn": lambda: gr.Textbox(interactive=True), "outputs": [question], **ui}
+        question.submit(show_question, [question, chatbot], [question, chatbot, asked], queue=False, **ui
+                        ).then(**answer_step).then(**unlock)
+        chatbot.example_select(show_example, [chatbot], [chatbot, asked], queue=False, **ui).then(**answer_step)
+        chatbot.clear(lambda: ([], None), None, [turns, record], queue=False, **ui)
+        # The API endpoint: (message, max_citations) -> (messages, Answer JSON); the session keeps the turns.
+        api_button.click(chat, [question, turns, api_citations], [api_messages, record, turns], api_name="chat",
+                         concurrency_limit=CHAT_CONCURRENCY, concurrency_id="chat")
+
+        # Write endpoints return (status, table); clearing the form and refreshing menus follow, undocumented.
         writes = {"concurrency_limit": 1, "concurrency_id": WRITES, "show_progress": "full"}
-        menu = {"fn": app.menu, "outputs": [choice], "api_visibility": "undocumented"}
-        add_files_btn.click(add_files, [files], outputs, api_name="add_files", **writes).then(**menu)
-        add_text_btn.click(add_article, [title, text], outputs, api_name="add_article", **writes).then(**menu)
-        remove_btn.click(app.remove, [choice], outputs, api_name="remove_article", **writes).then(**menu)
-        refresh_btn.click(app.listing, None, [table], api_name="list_articles").then(**menu)
-        articles_tab.select(app.refresh, None, [table, choice], api_visibility="undocumented")
-        demo.load(app.refresh, None, [table, choice], api_visibility="undocumented")
+        after = {"fn": refresh, "outputs": [table, choice, chatbot], **ui}
+        # The outcome (and the progress bar) shows right under the button pressed; an added article's form empties.
+        for button, status in ((add_files_btn, files_status), (add_text_btn, paste_status), (remove_btn, remove_status)):
+            button.click(lambda: gr.Textbox(visible=True), None, [status], queue=False, **ui)
+        add_files_btn.click(add_files, [files], [files_status, table], api_name="add_files", **writes).then(
+            lambda status: None if "Added '" in status else gr.skip(), [files_status], [files], **ui).then(**after)
+        add_text_btn.click(add_article, [title, text], [paste_status, table], api_name="add_article", **writes).then(
+            lambda status: ("", "") if status.startswith("Added '") else (gr.skip(), gr.skip()),
+            [paste_status], [title, text], **ui).then(**after)
+        remove_btn.click(remove_article, [choice], [remove_status, table], api_name="remove_article",
+                         **writes).then(**after)
+        refresh_btn.click(list_articles, None, [table], api_name="list_articles").then(**after)
+        table.select(pick_row, None, [choice], **ui)
+        articles_tab.select(refresh, None, [table, choice, chatbot], **ui)
+        demo.load(refresh, None, [table, choice, chatbot], **ui)
     demo.queue(default_concurrency_limit=2, max_size=256)
     return demo
 
 
-def launch_options(host: str, port: int, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> dict[str, Any]:
-    """`Blocks.launch` arguments for a local, offline app: no share link, no analytics or hub calls."""
+def launch_options(host: str, port: int) -> dict[str, Any]:
+    """`Blocks.launch` arguments for a local, offline app: no share link, no analytics or hub calls.
+
+    `quiet` drops Gradio's start-up lines (among them a hint to set share=True); app.py prints its own.
+    """
     return {
         "server_name": host,
         "server_port": port,
         "share": False,
         "inbrowser": False,
-        "max_file_size": max_upload_bytes,
+        "quiet": True,
+        "max_file_size": UPLOAD_TRANSPORT_BYTES,
         "footer_links": ["api"],
         "enable_monitoring": False,
         "mcp_server": False,
@@ -265,4 +207,5 @@ def launch_options(host: str, port: int, max_upload_bytes: int = MAX_UPLOAD_BYTE
         "run_history": False,
         "show_error": True,
         "css": CSS,
+        "theme": theme(),
     }

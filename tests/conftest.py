@@ -25,7 +25,10 @@ atexit.register(shutil.rmtree, os.environ["QA_CACHE_DIR"], True)
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
-SEED_INDEX = ROOT / "index"
+# index/ is not in git (make builds it from seeds/, users add to it): tests build their own seed
+# index once per session, here, on first use (see `built_seed_index`), and never touch index/.
+SEED_INDEX = Path(tempfile.mkdtemp(prefix="qa-test-seed-index-")) / "index"
+atexit.register(shutil.rmtree, SEED_INDEX.parent, True)
 SHARED_EVAL = ROOT.parent / "shared" / "eval"
 SEED_QUESTIONS = SHARED_EVAL / "seed-questions.jsonl"
 SQUAD_DEV = SHARED_EVAL / "squad-dev-v1.1.json.gz"
@@ -43,12 +46,32 @@ def seed_questions() -> list[dict]:
     return [json.loads(line) for line in SEED_QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def built_seed_index() -> Path:
+    """SEED_INDEX, built from seeds/ the first time it is asked for (as `qa build` does)."""
+    if not (SEED_INDEX / "manifest.json").is_file():
+        from qa import Index
+
+        Index.build(SEEDS, SEED_INDEX)
+    return SEED_INDEX
+
+
+@pytest.fixture(autouse=True)
+def _seed_index_for_modules_that_use_it(request: pytest.FixtureRequest) -> None:
+    """Build SEED_INDEX before a test whose module imported it; other tests pay nothing."""
+    if getattr(request.module, "SEED_INDEX", None) == SEED_INDEX:
+        built_seed_index()
+
+
+def copy_seed_index(target: Path) -> Path:
+    """A private, writable copy of the seed index at `target`."""
+    shutil.copytree(built_seed_index(), target, ignore=shutil.ignore_patterns(".write.lock"))
+    return target
+
+
 @pytest.fixture(scope="session")
 def seed_index_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private copy of the committed seed index, so no test can change index/."""
-    target = tmp_path_factory.mktemp("seed") / "index"
-    shutil.copytree(SEED_INDEX, target, ignore=shutil.ignore_patterns(".write.lock"))
-    return target
+    """A private copy of the seed index, shared by read-only tests."""
+    return copy_seed_index(tmp_path_factory.mktemp("seed") / "index")
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from conftest import copy_seed_index
 from gradio_client import Client, handle_file
 from gradio_client.utils import Status
 
@@ -65,10 +65,8 @@ def running_app(index: Path, workdir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def index_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private copy of the committed seed index: the tests add and remove articles in it."""
-    target = tmp_path_factory.mktemp("app") / "index"
-    shutil.copytree(ROOT / "index", target)
-    return target
+    """A private copy of the seed index: the tests add and remove articles in it."""
+    return copy_seed_index(tmp_path_factory.mktemp("app") / "index")
 
 
 @pytest.fixture(scope="module")
@@ -162,15 +160,16 @@ def test_add_files_endpoint_checks_type_encoding_and_size(app_url: str, index_co
     assert "latin.txt: not valid UTF-8" in status
     assert any(row[3] == "tide-mill" for row in table["data"])
     status, _ = client.predict([handle_file(str(good))], api_name="/add_files")
-    assert "Already indexed" in status
-    # An uploaded file's name only labels it: nothing of that name is written outside Gradio's upload cache.
+    assert status == "Skipped: tide-mill.md: already indexed as 'tide-mill'"
+    # An uploaded file's name only labels it: what is written is the article, named by its (slug) id.
     app_dir = index_copy.parent
-    assert [p for p in app_dir.rglob("*tide-mill*") if "gradio-tmp" not in p.relative_to(app_dir).parts] == []
+    written = [p for p in app_dir.rglob("*tide-mill*") if "gradio-tmp" not in p.relative_to(app_dir).parts]
+    assert written == [index_copy / "pasted" / "tide-mill.md"]
 
     sheet = tmp_path / "report.docx"
     sheet.write_bytes(b"PK\x03\x04 not an article")
-    with pytest.raises(Exception, match="Invalid file type"):
-        client.predict([handle_file(str(sheet))], api_name="/add_files")
+    status, _ = client.predict([handle_file(str(sheet))], api_name="/add_files")
+    assert status.startswith("Not added: report.docx: only .txt, .md")
     broken = tmp_path / "report.pdf"
     broken.write_bytes(b"%PDF-1.4 not an article")
     status, _ = client.predict([handle_file(str(broken))], api_name="/add_files")
@@ -182,10 +181,96 @@ def test_add_files_endpoint_checks_type_encoding_and_size(app_url: str, index_co
                     "now enter the inner basin at any tide.</p></article></body></html>", encoding="utf-8")
     status, table = client.predict([handle_file(str(page))], api_name="/add_files")
     assert "Added" in status and any("Harbour dredging" in str(row[0]) for row in table["data"])
+
+
+def test_one_file_over_the_limit_does_not_sink_the_others(app_url: str, tmp_path: Path) -> None:
+    client = Client(app_url, verbose=False)
+    names = ["Salt marsh", "Ferry timetable", "Bridge repair", "Museum opening", "Tram line"]
+    files = []
+    for number, title in enumerate(names):
+        path = tmp_path / f"batch-{number}.md"
+        path.write_text(f"# {title}\n\nThe {title.lower()} story number {number} happened in Brenmouth in 19{number}5.\n",
+                        encoding="utf-8")
+        files.append(path)
     big = tmp_path / "big.txt"
-    big.write_text("A long sentence about nothing much. " * 70_000, encoding="utf-8")  # ~2.5 MB
-    with pytest.raises(Exception, match="maximum file size"):
-        client.predict([handle_file(str(big))], api_name="/add_files")
+    big.write_text("A long sentence about nothing much. " * 70_000, encoding="utf-8")  # ~2.4 MB
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    status, table = client.predict([handle_file(str(p)) for p in [*files[:3], big, *files[3:], empty]],
+                                   api_name="/add_files")
+    for number, title in enumerate(names):
+        assert f"Added '{title}' (batch-{number}, 1 sentence)." in status
+    assert "Not added: big.txt: 2.4 MB is over the 2.0 MB limit. Split it." in status
+    assert "Not added: empty.txt: no sentences to index" in status  # named once, no "uploaded:" label
+    assert "uploaded:" not in status
+
+
+def test_near_duplicate_is_added_and_reported(app_url: str) -> None:
+    client = Client(app_url, verbose=False)
+    story = ("The Brenmouth council approved a new flood barrier on Monday after two years of debate. "
+             "The barrier will cost 48 million euros and protect 3,000 homes along the estuary. "
+             "Construction starts in the spring and should take four years, the council said. "
+             "Residents who opposed the plan said the money should go to moving homes inland instead.")
+    status, _ = client.predict("Council backs flood barrier", story, api_name="/add_article")
+    assert status.startswith("Added 'Council backs flood barrier'")
+    status, _ = client.predict("Brenmouth gets its flood wall", story + " A public meeting is planned for May.",
+                               api_name="/add_article")
+    assert status.startswith("Added 'Brenmouth gets its flood wall'"), status
+    assert "Near-duplicate: added as 'brenmouth-gets-its-flood-wall', but nearly the same text as " \
+           "'council-backs-flood-barrier'" in status and "shared 5-grams" in status
+
+
+def test_pasted_articles_are_kept_as_files_a_rebuild_can_read(app_url: str, index_copy: Path) -> None:
+    client = Client(app_url, verbose=False)
+    status, _ = client.predict("", "The Brenmouth ferry carried 1.2 million passengers in 2023, a record. "
+                                   "It crosses the estuary in twelve minutes.", api_name="/add_article")
+    # No title typed: the first sentence names it, so pastes can be told apart in the table and menu.
+    title = "The Brenmouth ferry carried 1.2 million passengers in 2023…"
+    assert status.startswith(f"Added '{title}'"), status
+    article_id = status.split("(", 1)[1].split(",", 1)[0]
+    saved = index_copy / "pasted" / f"{article_id}.md"
+    text = saved.read_text(encoding="utf-8")
+    assert text.splitlines()[0] == f"# {title}" and "twelve minutes." in text
+
+    from qa import Index
+    from qa.articles import read_article
+
+    again = read_article(saved)  # what a rebuild reads: the same id, title and text as indexed
+    assert (again.id, again.title) == (article_id, title)
+    assert again.text == Index.load(index_copy).article(article_id).text
+    status, _ = client.predict(article_id, api_name="/remove_article")
+    assert status.startswith("Removed") and not saved.exists()  # removed for good: a rebuild will not revive it
+
+
+def test_pdf_sources_show_the_page(app_url: str, index_copy: Path, tmp_path: Path) -> None:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=12)
+    pdf.add_page()
+    pdf.multi_cell(0, 8, "Canal report. The Brenmouth canal was dug between 1820 and 1824 by hand.")
+    pdf.add_page()
+    pdf.multi_cell(0, 8, "The canal lock at Ostmark lifts boats by 4.5 metres in nine minutes.")
+    path = tmp_path / "canal-report.pdf"
+    pdf.output(str(path))
+    client = Client(app_url, verbose=False)
+    status, _ = client.predict([handle_file(str(path))], api_name="/add_files")
+    assert "Added" in status, status
+    assert (index_copy / "pasted" / "canal-report.pdf").read_bytes() == path.read_bytes()  # pages kept for a rebuild
+    messages, record = ask(client, "How many metres does the canal lock at Ostmark lift boats?", citations=1)
+    assert record["citations"][0]["page"] == 2
+    assert "· p. 2 · characters" in messages[1]["content"]
+
+
+def test_bad_max_citations_are_clamped_without_a_traceback(app_url: str, index_copy: Path) -> None:
+    client = Client(app_url, verbose=False)
+    question = "What does the article say about OpenAI’s API Block Spurs Innovation in Chinese AI Startups?"
+    assert len(ask(client, question, citations=0)[1]["citations"]) == 1
+    assert 1 < len(ask(client, question, citations=99)[1]["citations"]) <= 8
+    assert len(ask(client, question, citations=-3)[1]["citations"]) == 1
+    log = (index_copy.parent / "app.log").read_text()
+    assert "Traceback" not in log and "share=True" not in log
+    assert f"Open {app_url.rstrip('/')} in a browser" in log
 
 
 def _ledger(rows: int) -> str:
@@ -244,3 +329,56 @@ def test_app_without_an_index_says_how_to_build_one(tmp_path: Path) -> None:
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2
     assert "No index at" in run.stderr and "qa build" in run.stderr
+
+
+def test_busy_port_says_how_to_pick_another(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        run = subprocess.run([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--index", str(tmp_path)],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert f"port {port} is in use" in run.stderr and "--port" in run.stderr and "QA_PORT" in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+
+
+def test_examples_are_only_questions_the_index_answers_and_follow_its_articles(tmp_path: Path) -> None:
+    from qa import Index
+    from qa.articles import parse_article
+    from qa.chat_session import ChatSession
+
+    index = Index.load(copy_seed_index(tmp_path / "index"))
+    # A headline that matches none of its sentences: a question about it abstains, so it is not offered.
+    index.add_articles([parse_article("# Weekly roundup\n\nThe harbour of Velmora handled 812,000 containers "
+                                      "in 2023, a record for the port.\n", name="roundup")])
+    session = ChatSession(index)
+    examples = session.examples()
+    assert examples and all(not index.answer(q).abstained for q in examples), examples
+    assert "What does the article “Weekly roundup” say?" not in examples
+    # Headings read as a question: Title Case undone, names the article capitalises kept.
+    assert "What does the article say about impact on Chinese AI startups?" in examples
+
+    lighthouse = "What does the article “Korvik lighthouse rebuilt after storm” say?"
+    index.add_articles([parse_article("# Korvik lighthouse rebuilt after storm\n\nThe Korvik lighthouse was rebuilt "
+                                      "in 1911 after a winter storm destroyed its lantern.\n", name="korvik")])
+    assert session.examples()[0] == lighthouse  # newest article first
+    index.remove("korvik")
+    assert lighthouse not in session.examples()
+
+
+def test_saved_article_files_read_back_as_the_same_article(tmp_path: Path) -> None:
+    from qa.articles import Article, read_article
+    from qa.pasted import save_article
+
+    # Text extracted from a page holds no title line: the saved file puts title and date first.
+    page = Article(id="harbour-news", title="Harbour news", text="The dredging ended on Friday.\n", date="2024-05-01")
+    saved = save_article(tmp_path, page)
+    assert saved == tmp_path / "pasted" / "harbour-news.md"
+    assert saved.read_text(encoding="utf-8") == "# Harbour news\n\n2024-05-01\n\nThe dredging ended on Friday.\n"
+    # A date no date line can hold goes into front matter instead.
+    odd = Article(id="odd-date", title="Odd date", text="The fair opened again.\n", date="the third Friday of May")
+    for article in (page, odd):
+        again = read_article(save_article(tmp_path, article))
+        assert (again.id, again.title, again.date) == (article.id, article.title, article.date)
+        assert again.text.endswith(article.text)

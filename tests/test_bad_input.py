@@ -98,15 +98,26 @@ def test_corrupt_manifest(tmp_path: Path) -> None:
 def test_corrupt_data_file(tmp_path: Path) -> None:
     path = _copy(tmp_path)
     manifest = json.loads((path / "manifest.json").read_text())
-    (path / manifest["data"] / "dense.faiss").write_bytes(b"garbage")
+    (path / manifest["segments"][0]["name"] / "dense.faiss").write_bytes(b"garbage")
     with pytest.raises(errors.IndexCorruptError, match="Rebuild"):
         Index.load(path)
 
 
-def test_missing_data_folder(tmp_path: Path) -> None:
+def test_missing_segment_folder(tmp_path: Path) -> None:
     path = _copy(tmp_path)
-    _edit_manifest(path, data="data-999999")
-    with pytest.raises(errors.IndexCorruptError, match="missing"):
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["segments"][0]["name"] = "seg-999999"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(errors.IndexCorruptError, match="seg-999999, which are missing"):
+        Index.load(path)
+
+
+def test_missing_deletion_file(tmp_path: Path) -> None:
+    path = _copy(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["segments"][0]["deletes"] = "seg-000001.del-000009.npy"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(errors.IndexCorruptError, match="del-000009.npy"):
         Index.load(path)
 
 
@@ -163,3 +174,43 @@ def test_cli_round_trip(tmp_path: Path) -> None:
     assert result["citations"][0]["article_id"] == "tidal-power" and "2.1 gigawatt" in result["citations"][0]["sentence"]
     assert run_cli("remove", "--index", str(index), "tidal-power").returncode == 0
     assert len(json.loads(run_cli("list", "--index", str(index), "--json").stdout)) == 1
+
+
+def test_text_without_sentence_ends_is_quoted_in_capped_pieces(tmp_path: Path) -> None:
+    """A 351 KB article with no sentence end was one "sentence", quoted whole twice (a 700 KB answer)."""
+    from dataclasses import asdict
+
+    from qa.sentences import MAX_SENTENCE_CHARS
+
+    filler = "sensor reading logged by the station at the north gate with value nominal and status green "
+    body = (filler * 1800 + "the Korvik turbine generated 97 megawatts at peak load " + filler * 1800).strip()
+    path = tmp_path / "in" / "station-log.txt"
+    path.parent.mkdir()
+    path.write_text("Station log\n\n" + body + "\n", encoding="utf-8")
+    assert path.stat().st_size > 300_000
+    index = Index.load(_copy(tmp_path))
+    assert index.add(path).ok
+    answer = index.answer("How many megawatts did the Korvik turbine generate?")
+    quoted = answer.related if answer.abstained else answer.citations
+    assert any(c.article_id == "station-log" for c in quoted)
+    for c in quoted:
+        assert len(c.sentence) <= MAX_SENTENCE_CHARS
+        assert index.article(c.article_id).text[c.start:c.end] == c.sentence
+    assert "97 megawatts" in quoted[0].sentence
+    assert len(json.dumps(asdict(answer))) < 20 * MAX_SENTENCE_CHARS
+
+
+def test_cli_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`qa ask ... | head -1`: the reader leaves early; no BrokenPipeError traceback, no "Exception ignored"."""
+    for args in (["ask", "--index", str(SEED_INDEX), "How many industrial robots were installed in China in 2022?"],
+                 ["list", "--index", str(SEED_INDEX), "--json"]):
+        proc = subprocess.Popen([*QA, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        proc.stdout.close()  # the reader is gone before anything is written: every write hits EPIPE
+        _, err = proc.communicate(timeout=300)
+        assert b"Error" not in err and b"Traceback" not in err and b"Exception" not in err, err.decode()
+        assert proc.returncode == 141, (proc.returncode, err.decode())
+    # Through a shell pipe, as a user types it: the first line arrives, nothing else is printed.
+    shell = subprocess.run(f"{sys.executable} -m qa.cli list --index {SEED_INDEX} | head -1", shell=True,
+                           capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert shell.stdout.startswith("id") and shell.stderr == "", shell.stderr

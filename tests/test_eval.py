@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import itertools
 import json
 import os
@@ -171,7 +173,7 @@ def test_abstention_figures_on_tiny_file_follow_from_the_confidences(tiny_result
 
 
 def test_batched_ranking_is_what_index_search_and_answer_use(tiny_squad: Path, tmp_path: Path) -> None:
-    from qa.evaluation.run import confidence, rank_many, resolved_questions
+    from qa.evaluation.run import decision, rank_many, resolved_questions
     from qa.index import Index
 
     squad = load_squad(tiny_squad)
@@ -188,8 +190,9 @@ def test_batched_ranking_is_what_index_search_and_answer_use(tiny_squad: Path, t
         assert [h.score for h in batched] == pytest.approx([h.score for h in single], abs=1e-5)
         # The eval's abstain rule must stay the one `answer` applies.
         answer = index.answer(text)
-        assert answer.confidence == pytest.approx(confidence(batched), abs=1e-4)
-        assert answer.abstained == (confidence(batched) < index.settings.abstain_threshold)
+        confidence, abstained = decision(index, text, batched)
+        assert answer.confidence == pytest.approx(confidence, abs=1e-4)
+        assert answer.abstained == abstained
 
 
 def test_set_overrides_settings_and_fusion_weights() -> None:
@@ -210,19 +213,41 @@ def test_eval_refuses_bad_input_with_a_fix(tmp_path: Path, capsys: pytest.Captur
     assert "qa.config.Settings" in capsys.readouterr().err
 
 
+def test_eval_refuses_bad_out_of_corpus_sets_before_indexing(tiny_squad: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "squad", str(tiny_squad), "--ooc-questions", str(tmp_path / "missing.jsonl")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "bad.jsonl").write_text('{"question": "Who won?"}\n["not", "an", "object"]\n', encoding="utf-8")
+    assert main(["eval", "squad", str(tiny_squad), "--ooc-questions", str(tmp_path / "bad.jsonl")]) == 2
+    assert "line 2" in capsys.readouterr().err
+    assert main(["eval", "squad", str(tiny_squad), "--ooc-articles", str(tmp_path / "nowhere")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
 # --- the command on a real slice ----------------------------------------------
 
 
-@pytest.mark.skipif(not SQUAD_DEV.exists(), reason=f"SQuAD dev set not found at {SQUAD_DEV} (../shared/eval)")
-def test_qa_eval_on_a_two_article_slice_of_squad(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "eval.json"
-    assert main(["eval", "squad", str(SQUAD_DEV), "--articles", "2", "--json", str(out)]) == 0
-    table = capsys.readouterr().out
+needs_squad = pytest.mark.skipif(not SQUAD_DEV.exists(), reason=f"SQuAD dev set not found at {SQUAD_DEV} (../shared/eval)")
+
+
+@pytest.fixture(scope="module")
+def slice_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, dict]:
+    """`qa eval squad` on the first two SQuAD dev articles: printed table, JSON path, JSON."""
+    out = tmp_path_factory.mktemp("slice") / "eval.json"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["eval", "squad", str(SQUAD_DEV), "--articles", "2", "--json", str(out), "--per-question"]) == 0
+    return printed.getvalue(), out, json.loads(out.read_text(encoding="utf-8"))
+
+
+@needs_squad
+def test_qa_eval_on_a_two_article_slice_of_squad(slice_run: tuple[str, Path, dict]) -> None:
+    table, out, result = slice_run
     assert "MRR" in table and "AUROC" in table and str(out) in table
+    assert "What users see" in table and "news-questions" in table and "seeds/" in table
 
     raw = json.loads(gzip.decompress(SQUAD_DEV.read_bytes()))["data"][:2]
     unique = {qa["question"].strip() for a in raw for p in a["paragraphs"] for qa in p["qas"]}
-    result = json.loads(out.read_text(encoding="utf-8"))
     data, retrieval, abstention = result["data"], result["retrieval"], result["abstention"]
     assert (data["articles"], data["unique_questions"]) == (2, len(unique))
     assert data["paragraphs"] == sum(len(a["paragraphs"]) for a in raw)
@@ -235,3 +260,47 @@ def test_qa_eval_on_a_two_article_slice_of_squad(tmp_path: Path, capsys: pytest.
     assert figures["mrr"] > 0.5 and 0.5 <= abstention["auroc"] <= 1
     assert result["settings"] == asdict(Settings())
     assert result["model"]["fingerprint"] and result["machine"]["cores_usable"] >= 1
+
+
+@needs_squad
+def test_user_figures_follow_from_the_per_question_decisions(slice_run: tuple[str, Path, dict]) -> None:
+    _, _, result = slice_run
+    rows, answers = result["questions"], result["answers"]
+    right = sum(not r["abstained"] and r["rank"] == 1 for r in rows)
+    wrong = sum(not r["abstained"] and r["rank"] != 1 for r in rows)
+    everyone = answers["answerable"]["all"]
+    assert everyone["counts"] == {"answered_right": right, "answered_wrong": wrong,
+                                  "abstained": len(rows) - right - wrong}
+    assert everyone["answered_right"] == pytest.approx(right / len(rows))
+    outside = [r for r in rows if not r["answerable_in_tuning_half"]]
+    held_out = answers["out_of_corpus"]["held_out_half"]
+    assert held_out["counts"]["abstained"] == sum(r["tuning_half_index"]["abstained"] for r in outside)
+    assert held_out["abstained"] + held_out["answered_wrong"] == pytest.approx(1.0)
+    seed = answers["out_of_corpus"]["other_articles"]
+    assert (seed["questions"], seed["counts"]["abstained"]) == (len(rows), sum(r["other_articles"]["abstained"] for r in rows))
+    news = answers["out_of_corpus"]["other_questions"]
+    assert news["questions"] == len(result["other_questions"]) >= 60
+
+
+@needs_squad
+def test_eval_abstains_exactly_when_index_answer_does_on_real_questions(slice_run: tuple[str, Path, dict],
+                                                                        tmp_path: Path) -> None:
+    """Each per-question decision of `qa eval` is the one `Index.answer` makes, in every index it asks."""
+    from qa.config import default_source_path
+    from qa.index import Index
+
+    _, _, result = slice_run
+    sample = result["questions"][::5]
+    folders = write_articles(load_squad(SQUAD_DEV, articles=2), tmp_path / "articles")
+    index = Index.build(folders[TUNING], tmp_path / "index")  # as the eval builds it: tuning half first
+    half_decisions = [r["tuning_half_index"]["abstained"] for r in sample]
+    assert any(half_decisions) and not all(half_decisions)  # both decisions occur, so the check has teeth
+    assert [index.answer(r["question"]).abstained for r in sample] == half_decisions
+    index.add(folders[HELD_OUT])
+    assert [index.answer(r["question"]).abstained for r in sample] == [r["abstained"] for r in sample]
+    news = result["other_questions"]
+    assert [index.answer(r["question"]).abstained for r in news] == [r["abstained"] for r in news]
+    seed = Index.build(default_source_path(), tmp_path / "seed-index")
+    assert [seed.answer(r["question"]).abstained for r in sample] == [r["other_articles"]["abstained"] for r in sample]
+    for row in sample[:20]:
+        assert index.answer(row["question"]).confidence == pytest.approx(row["confidence"], abs=1e-3)

@@ -559,3 +559,47 @@ def test_cli_add_folder_of_200_mixed_files(tmp_path: Path, capsys: pytest.Captur
     out, _ = capsys.readouterr()
     assert status == 1 and out.strip().splitlines()[-1] == f"0 added, {good} already indexed, {len(bad)} failed"
     assert len(Index.load(index_path).articles()) == good + 1
+
+
+# --- Unicode text files with a byte-order mark -----------------------------------------------------
+
+UNICODE_ARTICLE = ("Lake Tana ferry\n\n2024-06-02\n\nThe ferry across Lake Tana now carries 340 passengers a day. "
+                   "Tickets cost 120 birr, paid in café kiosks at Bahir Dar. 東京 visitors came too.\n")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be-bom", "utf-32", "utf-8-sig"])
+def test_text_file_with_a_byte_order_mark_is_decoded(index: Index, tmp_path: Path, encoding: str) -> None:
+    """Windows Notepad's "Unicode" (UTF-16 with a BOM) and UTF-32 files were refused as binary."""
+    path = tmp_path / f"tana-{encoding}.txt"
+    data = UNICODE_ARTICLE.encode("utf-16-be") if encoding == "utf-16-be-bom" else UNICODE_ARTICLE.encode(encoding)
+    path.write_bytes(b"\xfe\xff" + data if encoding == "utf-16-be-bom" else data)
+    assert b"\x00" in path.read_bytes() or encoding == "utf-8-sig"
+    article = read_article(path)
+    assert article.text == UNICODE_ARTICLE  # the mark is dropped, nothing else changes
+    assert (article.title, article.date) == ("Lake Tana ferry", "2024-06-02")
+    if encoding == "utf-16":  # through the whole add path once: indexed, answered, cited exactly
+        report = index.add(path)
+        assert report.ok and report.added, report
+        answer = index.answer("How many passengers does the Lake Tana ferry carry a day?")
+        cited = answer.citations[0]
+        assert "340 passengers" in cited.sentence
+        assert index.article(cited.article_id).text[cited.start:cited.end] == cited.sentence
+
+
+def test_damaged_utf16_file_names_its_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "torn.txt"
+    path.write_bytes("Torn file.".encode("utf-16") + b"\x00\xd8")  # ends inside a surrogate pair
+    failure, = list(load_articles(path))
+    assert isinstance(failure, Failure) and "not valid UTF-16" in failure.reason and "UTF-8" in failure.reason
+
+
+def test_missing_path_is_named_once(index: Index, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no-such-article.txt"
+    failure, = list(load_articles(missing))
+    assert failure.name == str(missing) and str(missing) not in failure.reason
+    assert main(["add", "--index", str(index.path), str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert err.count(str(missing)) == 1 and "no such file or folder" in err, err
+    assert main(["build", "--index", str(tmp_path / "new"), "--source", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.count(str(missing)) == 1 and "no such file or folder" in err and ".." not in err, err

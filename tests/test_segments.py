@@ -255,11 +255,16 @@ def test_kill_9_during_merges_at_random_moments_leaves_a_commit(tmp_path: Path) 
     index_path = tmp_path / "index"
     index = Index.build(SEEDS, index_path)
     index.merge_policy = None
-    for n in range(6):
-        body = " ".join(f"Item {n}-{p} of the Korvik ledger lists {p * 11 + n} barrels of tar." for p in range(30))
-        index.add(write_article(tmp_path / "in", f"ledger-{n}", f"Ledger {n}", body))
-    index.remove("ledger-2")
-    questions = [ROBOTS, "How many barrels of tar does item 4-7 of the Korvik ledger list?"]
+    for n in range(3):  # three adds of two articles: four segments with the seed's
+        pair = []
+        for k in range(2):
+            body = " ".join(f"Item {n}-{k}-{p} of the Korvik ledger lists {p * 11 + n} barrels of tar." for p in range(30))
+            pair.append(write_article(tmp_path / "in" / str(n), f"ledger-{n}-{k}", f"Ledger {n}-{k}", body))
+        index.add(pair)
+    index.remove("ledger-1-0")  # a deletion file the merge must apply
+    before = len(index.manifest["segments"])
+    assert before == 4 and index.manifest["segments"][2]["deletes"]
+    questions = [ROBOTS, "How many barrels of tar does item 2-1-7 of the Korvik ledger list?"]
     reference = answers(index, questions)
     pristine = tmp_path / "pristine"
     shutil.copytree(index_path, pristine)
@@ -273,10 +278,10 @@ def test_kill_9_during_merges_at_random_moments_leaves_a_commit(tmp_path: Path) 
         status = _run_and_kill(merge, rng.uniform(0.2, 1.05) * lifetime)
         reloaded = Index.load(index_path)
         segments = len(reloaded.manifest["segments"])
-        assert segments in (1, 7), f"kill {n}: {segments} segments"
+        assert segments in (1, before), f"kill {n}: {segments} segments"
         outcomes.add((status, segments))
         assert_same_answers(answers(reloaded, questions), reference)
-    assert {s for _, s in outcomes} == {1, 7}  # kills landed both before and after the commit
+    assert {s for _, s in outcomes} == {1, before}  # kills landed both before and after the commit
 
 
 def test_an_interrupted_add_keeps_its_committed_batches_and_a_rerun_skips_them(tmp_path: Path) -> None:

@@ -185,3 +185,53 @@ def test_library_crash_falls_back_to_regex(caplog: pytest.LogCaptureFixture) -> 
     text = "Dr. Smith left \ud800. Mr. Jones stayed."
     assert texts(text, "blingfire") == ["Dr. Smith left \ud800.", "Mr. Jones stayed."]
     assert "regex fallback" in caplog.text
+
+
+# --- over-long "sentences" are cut, offsets stay exact ----------------------------------------------
+
+def _words(count: int) -> str:
+    """Text with no sentence end: words of varied length, one space apart."""
+    vocabulary = ["river", "a", "harbour", "of", "transmission", "grain", "lighthouse", "to", "ferry", "kiosk"]
+    return " ".join(vocabulary[(i * 7 + i // 3) % len(vocabulary)] for i in range(count))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_text_without_sentence_ends_is_cut_into_capped_pieces(backend: str) -> None:
+    text = _words(45_000)  # ~351 KB, as in the issue: one "sentence" quoted whole, twice, per answer
+    assert len(text) > 300_000
+    spans = split_sentences(text, backend)
+    assert_exact_cover(text, spans)
+    assert max(e - s for s, e in spans) <= sentences.MAX_SENTENCE_CHARS
+    assert len(spans) < 2 * len(text) / sentences.MAX_SENTENCE_CHARS  # pieces near the cap, not crumbs
+    for start, end in spans:  # cut between words, never inside one
+        assert start == 0 or text[start - 1].isspace()
+        assert end == len(text) or text[end].isspace()
+
+
+def test_long_run_prefers_a_clause_end_and_splits_unbroken_runs_at_the_cap() -> None:
+    limit = sentences.MAX_SENTENCE_CHARS
+    clause = "word " * (limit // 5 - 20) + "then, " + "more words " * (limit // 10)
+    first = texts(clause)[0]
+    assert first.endswith("then,") and len(first) <= limit
+    unbroken = "x" * (limit * 2 + 7)  # no space at all: cut at the cap
+    assert [len(t) for t in texts(unbroken)] == [limit, limit, 7]
+    assert "".join(texts(unbroken)) == unbroken
+    short = "A normal sentence stays whole. " * 3
+    assert texts(short.strip()) == ["A normal sentence stays whole."] * 3
+
+
+def test_cap_leaves_every_squad_dev_sentence_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Measured: no real sentence comes near the cap (SQuAD v1.1 dev, every paragraph, split uncapped)."""
+    import gzip
+    import json
+
+    squad = Path(__file__).resolve().parents[2] / "shared" / "eval" / "squad-dev-v1.1.json.gz"
+    if not squad.is_file():
+        pytest.skip(f"SQuAD dev not found at {squad}")
+    cap = sentences.MAX_SENTENCE_CHARS
+    monkeypatch.setattr(sentences, "MAX_SENTENCE_CHARS", 10**9)  # the splitter's own lengths, nothing cut
+    data = json.loads(gzip.decompress(squad.read_bytes()))
+    lengths = [len(sentence) for article in data["data"] for paragraph in article["paragraphs"]
+               for sentence in texts(paragraph["context"])]
+    assert len(lengths) > 10_000
+    assert max(lengths) < cap * 0.8, max(lengths)  # a margin, not a near miss

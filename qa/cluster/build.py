@@ -130,7 +130,7 @@ def _corpus(articles: list[Article], tables: list[np.ndarray]) -> Corpus:
 
 
 def add_on_cluster(index: Index, paths: Iterable[str | Path], address: str, *, rebuild: bool,
-                   workers: int | None = None, segments: int | None = None) -> AddReport:
+                   workers: int | None = None, segments: int | None = None, drop_missing: bool = False) -> AddReport:
     """Add (or, with `rebuild`, replace everything by) the articles under `paths`, on the cluster
     at `address`; one commit point at the end. `workers`: embedding actors (default: one per
     cluster CPU); `segments`: how many segments to cut the new articles into (default: one per
@@ -148,6 +148,8 @@ def add_on_cluster(index: Index, paths: Iterable[str | Path], address: str, *, r
     with index._write_lock, write_lock(index.path):
         if not rebuild:
             index._refresh()
+        elif not drop_missing:
+            _refuse_to_drop(index.path, [article for article, _ in parsed])
         kept, near = [], None
         for article, near in index._screened([article for article, _ in parsed], report):
             kept.append(article)
@@ -181,8 +183,28 @@ def add_on_cluster(index: Index, paths: Iterable[str | Path], address: str, *, r
 
 
 def build_on_cluster(source: str | Path, path: str | Path, address: str, *, model: str = DEFAULT_MODEL,
-                     workers: int | None = None, segments: int | None = None) -> Index:
-    """`Index.build` on the cluster at `address`: a fresh index of every article under `source`."""
+                     workers: int | None = None, segments: int | None = None, drop_missing: bool = False) -> Index:
+    """`Index.build` on the cluster at `address`: a fresh index of every article under `source`.
+
+    Raises:
+        MissingArticlesError: the index at `path` holds articles no source provides (added,
+            pasted) and `drop_missing` is False: a cluster build does not re-index them, so it
+            refuses rather than drop them (a local `qa build` keeps them).
+    """
     index = Index.empty(Path(path), Encoder(model))
-    index.build_report = add_on_cluster(index, [source], address, rebuild=True, workers=workers, segments=segments)
+    index.build_report = add_on_cluster(index, [source], address, rebuild=True, workers=workers, segments=segments,
+                                        drop_missing=drop_missing)
     return index
+
+
+def _refuse_to_drop(path: Path, parsed: list[Article]) -> None:
+    """Raise MissingArticlesError when the index at `path` holds articles `parsed` does not provide."""
+    from qa.errors import MissingArticlesError
+    from qa.rebuild import not_provided, previous_articles
+
+    missing = [a.id for a in not_provided(previous_articles(path), parsed)]
+    if missing:
+        raise MissingArticlesError(
+            f"The index at '{path}' holds {len(missing)} article(s) the source does not provide "
+            f"({', '.join(missing[:10])}{', ...' if len(missing) > 10 else ''}). A cluster build would drop them: "
+            "run `qa build` without --ray to keep them, or pass --drop-missing to drop them. Nothing was changed.")

@@ -52,12 +52,15 @@ def parse_settings(pairs: list[str]) -> Any:
 
 def cmd_eval_squad(args: argparse.Namespace) -> int:
     """Run the SQuAD evaluation, print the table, optionally write the JSON."""
+    from qa.evaluation import ooc
     from qa.evaluation.report import format_table, write_json
     from qa.evaluation.run import evaluate_squad
 
     result = evaluate_squad(args.path, articles=args.articles, model=args.model,
                             settings=parse_settings(args.set), progress=sys.stderr.isatty(),
-                            per_question=args.per_question)
+                            per_question=args.per_question,
+                            ooc_articles=ooc.chosen(args.ooc_articles, ooc.default_articles()),
+                            ooc_questions=ooc.chosen(args.ooc_questions, ooc.default_questions()))
     print(format_table(result))
     if args.json:
         print(f"\nwrote {write_json(result, args.json)}")
@@ -83,5 +86,11 @@ def add_command(commands: Any) -> None:
     squad.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                        help="override one engine setting for this run (repeatable), e.g. weight_lexical=0.7")
     squad.add_argument("--per-question", action="store_true",
-                       help="put every question's rank and confidence in the JSON (for error analysis)")
+                       help="put every question's rank, confidence and decision in the JSON (for error analysis)")
+    squad.add_argument("--ooc-articles", metavar="DIR", default=None,
+                       help="out of corpus: also ask every question of the articles in DIR alone "
+                            "(default: the project's seeds/; 'none' leaves this set out)")
+    squad.add_argument("--ooc-questions", metavar="FILE", default=None,
+                       help="out of corpus: also ask the questions of FILE (JSONL, {\"question\": ...} a line) of all "
+                            "the articles (default: bench/data/ooc-news-questions.jsonl; 'none' leaves this set out)")
     squad.set_defaults(handler=cmd_eval_squad)

@@ -105,3 +105,35 @@ def threshold_for_abstain_rate(confidences: np.ndarray, rate: float) -> float:
     if not len(confidences):
         return float("nan")
     return float(confidences[min(int(np.floor(rate * len(confidences))), len(confidences) - 1)])
+
+
+def answered_figures(ranks: np.ndarray, abstained: np.ndarray) -> dict[str, float | int]:
+    """What users of answerable questions see: the first citation right, wrong, or an abstention.
+
+    Answered-and-right means the first citation (the top hit) holds a gold answer (rank 1); an
+    abstention is a miss. The three rates add up to 1.
+    """
+    ranks, abstained = np.asarray(ranks), np.asarray(abstained, dtype=bool)
+    right = ~abstained & (ranks == 1)
+    wrong = ~abstained & (ranks != 1)
+    n = len(ranks)
+    return {
+        "questions": int(n),
+        "answered_right": float(right.mean()) if n else float("nan"),
+        "answered_wrong": float(wrong.mean()) if n else float("nan"),
+        "abstained": float(abstained.mean()) if n else float("nan"),
+        "counts": {"answered_right": int(right.sum()), "answered_wrong": int(wrong.sum()),
+                   "abstained": int(abstained.sum())},
+    }
+
+
+def out_of_corpus_figures(abstained: np.ndarray) -> dict[str, float | int]:
+    """What users of out-of-corpus questions see: an abstention, or an answer that can only be wrong."""
+    abstained = np.asarray(abstained, dtype=bool)
+    n = len(abstained)
+    return {
+        "questions": int(n),
+        "abstained": float(abstained.mean()) if n else float("nan"),
+        "answered_wrong": float((~abstained).mean()) if n else float("nan"),
+        "counts": {"abstained": int(abstained.sum()), "answered_wrong": int((~abstained).sum())},
+    }

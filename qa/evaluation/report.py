@@ -13,6 +13,14 @@ from typing import Any
 # The issue's targets for the full SQuAD dev set; shown beside the figures, never enforced here.
 TARGETS = {"mrr": 0.82, "r@1": 0.74, "r@5": 0.92}
 ABSTENTION_TARGETS = {"auroc": 0.90, "answerable_max": 0.10, "out_of_corpus_min": 0.80}
+# Issue 17: the figures users see (first citation right; abstention on an answerable question is a miss).
+ANSWER_TARGETS = {"answered_right": 0.76, "abstained_answerable_max": 0.05, "held_out_half_min": 0.90,
+                  "other_out_of_corpus_min": 0.95}
+OUT_OF_CORPUS_LABELS = {
+    "held_out_half": "held-out half, asked of the tuning half",
+    "other_articles": "SQuAD questions, asked of {asked_of}",
+    "other_questions": "{file}, asked of all articles",
+}
 
 
 def _cpu_model() -> str:
@@ -94,6 +102,31 @@ def _line(label: str, value: str, target: str) -> str:
     return f"  {label:<40}{value:>7}   target {target}"
 
 
+def _answers_lines(answers: dict[str, Any]) -> list[str]:
+    """The user-visible figures: one row per question set."""
+    lines = ["", "What users see (first citation right or wrong, or an abstention; an abstention on an answerable "
+             "question is a miss):",
+             f"  {'answerable questions':<52}{'count':>7}{'right':>8}{'wrong':>8}{'abstain':>9}"]
+    labels = {"all": "all, asked of all articles", "tuning_half": "  tuning half's", "held_out_half": "  held-out half's",
+              "tuning_half_index": "tuning half's, asked of the tuning half alone"}
+    for key, label in labels.items():
+        row = answers["answerable"][key]
+        lines.append(f"  {label:<52}{row['questions']:>7,}{_num(row['answered_right'], True):>8}"
+                     f"{_num(row['answered_wrong'], True):>8}{_num(row['abstained'], True):>9}")
+    lines.append(f"  {'target (all)':<52}{'':>7}{'>= ' + format(ANSWER_TARGETS['answered_right'], '.0%'):>8}{'':>8}"
+                 f"{'<= ' + format(ANSWER_TARGETS['abstained_answerable_max'], '.0%'):>9}")
+    lines.append(f"  {'out-of-corpus questions':<52}{'count':>7}{'abstain':>8}{'answered (wrong)':>18}   target")
+    sets = answers["out_of_corpus"]
+    for key, row in sorted(sets.items(), key=lambda item: list(OUT_OF_CORPUS_LABELS).index(item[0])
+                           if item[0] in OUT_OF_CORPUS_LABELS else len(OUT_OF_CORPUS_LABELS)):
+        label = OUT_OF_CORPUS_LABELS.get(key, key).format(asked_of=Path(str(row.get("asked_of", ""))).name + "/",
+                                                         file=Path(str(row.get("file", ""))).name)
+        target = ANSWER_TARGETS["held_out_half_min" if key == "held_out_half" else "other_out_of_corpus_min"]
+        lines.append(f"  {label[:52]:<52}{row['questions']:>7,}{_num(row['abstained'], True):>8}"
+                     f"{_num(row['answered_wrong'], True):>18}   abstain >= {target:.0%}")
+    return lines
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The report as plain text: retrieval by half, then abstention, each beside its target."""
     data, retrieval, abstention = result["data"], result["retrieval"], result["abstention"]
@@ -124,6 +157,7 @@ def format_table(result: dict[str, Any]) -> str:
               f">= {ABSTENTION_TARGETS['out_of_corpus_min']:.0%}"),
         f"  (a threshold of {_num(point['threshold'])} would abstain on 10% of answerable and "
         f"{_num(point['out_of_corpus_abstain_rate'], True)} of out-of-corpus questions)",
+        *(_answers_lines(result["answers"]) if "answers" in result else []),
         "",
         f"model {result['model'].get('name')} ({result['model'].get('fingerprint')}); "
         f"{result['elapsed_seconds']:.0f} s wall, {result.get('cpu_seconds', 0):.0f} s CPU, "

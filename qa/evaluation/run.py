@@ -21,11 +21,12 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from qa import questions
+from qa.answering import assess
 from qa.config import Settings
 from qa.corpus import ARTICLE, END, START
 from qa.encoder import DEFAULT_MODEL
 from qa.errors import QuestionError
-from qa.evaluation import metrics
+from qa.evaluation import answers, metrics, ooc
 from qa.evaluation.squad import HELD_OUT, TUNING, EvaluationDataError, SquadSet, load_squad, write_articles
 from qa.index import Index
 from qa.ranking import Hit
@@ -43,6 +44,7 @@ class Outcome:
 
     ranks: np.ndarray  # 1-based rank of the first correct candidate, 0 if none
     confidences: np.ndarray  # `Answer.confidence` of each question (0 when nothing was ranked)
+    abstained: np.ndarray  # `Answer.abstained` of each question (True when the engine refused it)
     candidates: np.ndarray  # how many candidates the engine ranked
 
 
@@ -100,9 +102,11 @@ def rank_many(index: Index, texts: Sequence[str | None], vectors: np.ndarray) ->
         index.encoder = real
 
 
-def confidence(hits: Sequence[Hit]) -> float:
-    """What `Answer.confidence` is decided from (see `qa.answering.compose`); 0 without hits."""
-    return float(hits[0].confidence) if hits else 0.0
+def decision(index: Index, query: str | None, hits: list[Hit]) -> tuple[float, bool]:
+    """`Answer.confidence` and `Answer.abstained` for these hits: `qa.answering.assess`, as `compose` calls it."""
+    if query is None:  # refused by validation: the user gets an error, never a citation
+        return 0.0, True
+    return assess(query, hits, index._state.corpus, index.settings)
 
 
 def article_rows(index: Index, squad: SquadSet, halves: set[str]) -> dict[int, int]:
@@ -125,24 +129,29 @@ def article_rows(index: Index, squad: SquadSet, halves: set[str]) -> dict[int, i
     return rows
 
 
-def measure(index: Index, squad: SquadSet, texts: Sequence[str | None], vectors: np.ndarray,
+def measure(index: Index, squad: SquadSet | None, texts: Sequence[str | None], vectors: np.ndarray,
             rows: dict[int, int]) -> Outcome:
-    """Rank every question against `index` and find where its first correct sentence lands."""
+    """Rank every question against `index`, find where its first correct sentence lands, and
+    decide as `Index.answer` would whether to abstain.
+
+    `squad=None`: the questions are not SQuAD's (out of corpus): no candidate is correct.
+    """
     table = index._state.corpus.table
-    n = len(squad.questions)
+    n = len(texts)
     ranks = np.zeros(n, dtype=np.int64)
     confidences = np.zeros(n, dtype=np.float64)
+    abstained = np.ones(n, dtype=bool)
     candidates = np.zeros(n, dtype=np.int64)
     for i, hits in enumerate(rank_many(index, texts, vectors)):
+        confidences[i], abstained[i] = decision(index, texts[i], hits)
         if not hits:
             continue
         ids = np.fromiter((h.sentence_id for h in hits), dtype=np.int64, count=len(hits))
-        golds = [(rows[g.article], g.offset) for g in squad.questions[i].golds if g.article in rows]
+        golds = [] if squad is None else [(rows[g.article], g.offset) for g in squad.questions[i].golds if g.article in rows]
         cited = table[ids]
         ranks[i] = metrics.first_hit_rank(cited[:, ARTICLE], cited[:, START], cited[:, END], golds)
-        confidences[i] = confidence(hits)
         candidates[i] = len(hits)
-    return Outcome(ranks, confidences, candidates)
+    return Outcome(ranks, confidences, abstained, candidates)
 
 
 def reachable(index: Index, squad: SquadSet, rows: dict[int, int]) -> np.ndarray:
@@ -157,6 +166,7 @@ def reachable(index: Index, squad: SquadSet, rows: dict[int, int]) -> np.ndarray
 
 def _group(outcome: Outcome, mask: np.ndarray, threshold: float) -> dict[str, Any]:
     figures = metrics.summary(outcome.ranks[mask], outcome.confidences[mask], threshold)
+    figures["abstain_rate"] = float(outcome.abstained[mask].mean()) if mask.any() else float("nan")
     figures["mean_candidates"] = float(outcome.candidates[mask].mean()) if mask.any() else float("nan")
     return figures
 
@@ -169,6 +179,8 @@ def evaluate_squad(
     settings: Settings | None = None,
     progress: bool = False,
     per_question: bool = False,
+    ooc_articles: str | Path | None = None,
+    ooc_questions: str | Path | None = None,
     log: Callable[[str], None] = _stderr,
 ) -> dict[str, Any]:
     """Measure the engine on a SQuAD-format file; returns the report as a JSON-ready dict.
@@ -179,7 +191,9 @@ def evaluate_squad(
         model: the embedding model the temporary indexes are built with.
         settings: engine settings (default: the measured defaults of `qa.config.Settings`).
         progress: show encoding progress bars.
-        per_question: add a "questions" list (rank and confidence of each question, for error analysis).
+        per_question: add a "questions" list (rank, confidence and decision of each question, for error analysis).
+        ooc_articles: a folder of other articles; every question is also asked of them alone (out of corpus).
+        ooc_questions: a JSONL file of questions the SQuAD articles do not answer, asked of all of them.
         log: where stage messages go.
     """
     from qa.cache import cached_encode, default_cache_dir
@@ -190,6 +204,10 @@ def evaluate_squad(
     timings: dict[str, float] = {}
     settings = settings or Settings()
     squad = load_squad(path, articles)
+    other_questions = ooc.load_questions(ooc_questions) if ooc_questions is not None else None
+    if ooc_articles is not None and not Path(ooc_articles).is_dir():
+        raise EvaluationDataError(f"--ooc-articles {ooc_articles}: not a folder. Give a folder of article files, "
+                                  f"or '{ooc.SKIP}' to leave that set out.")
     halves = np.array([squad.articles[q.article].half for q in squad.questions])
     tuning_mask = halves == TUNING
     answerable = np.array([any(squad.articles[g.article].half == TUNING for g in q.golds) for q in squad.questions])
@@ -230,6 +248,24 @@ def evaluate_squad(
         full = measure(index, squad, texts, vectors, rows)
         gold_reachable = reachable(index, squad, rows)
         timings["rank_against_all"] = time.perf_counter() - clock
+        others: dict[str, Outcome] = {}
+        other_articles_count = 0
+        if other_questions is not None:
+            clock = time.perf_counter()
+            log(f"asking {len(other_questions)} out-of-corpus questions of all articles")
+            other_texts = resolved_questions(other_questions, settings)
+            other_vectors = cached_encode(index.encoder, [t or "" for t in other_texts])
+            others["other_questions"] = measure(index, None, other_texts, other_vectors, {})
+            timings["other_questions"] = time.perf_counter() - clock
+        if ooc_articles is not None:
+            clock = time.perf_counter()
+            log(f"asking every question of the articles in {ooc_articles} alone")
+            alone = Index.build(ooc_articles, Path(tmp) / "other-articles-index", model=model, settings=settings)
+            if not alone.build_report or not alone.build_report.ok:
+                raise EvaluationDataError(f"Some articles of {ooc_articles} could not be indexed: {alone.build_report}.")
+            others["other_articles"] = measure(alone, None, texts, vectors, {})
+            other_articles_count = len(alone.articles())
+            timings["other_articles"] = time.perf_counter() - clock
         sentences = len(index)
         manifest = index.manifest
         fingerprint = index.encoder.fingerprint
@@ -262,9 +298,9 @@ def evaluate_squad(
             "threshold": threshold,
             "auroc": metrics.auroc(half.confidences, answerable),
             "answerable": {"questions": int(answerable.sum()),
-                           "abstain_rate": metrics.abstain_rate(half.confidences[answerable], threshold)},
+                           "abstain_rate": float(half.abstained[answerable].mean()) if answerable.any() else float("nan")},
             "out_of_corpus": {"questions": int((~answerable).sum()),
-                              "abstain_rate": metrics.abstain_rate(half.confidences[~answerable], threshold)},
+                              "abstain_rate": float(half.abstained[~answerable].mean()) if (~answerable).any() else float("nan")},
             # Where the ROC curve crosses the answerable target: what a re-set threshold could give.
             "at_10pct_answerable": {
                 "threshold": (point := metrics.threshold_for_abstain_rate(half.confidences[answerable], 0.10)),
@@ -275,6 +311,11 @@ def evaluate_squad(
                 "answerable_abstain_rate": metrics.abstain_rate(half.confidences[answerable], low),
             },
         },
+        "answers": answers.user_figures(full, half, tuning_mask, answerable, others, {
+            "other_articles": {"asked_of": str(ooc_articles), "articles": other_articles_count,
+                               "questions_from": "every SQuAD question"},
+            "other_questions": {"asked_of": "all SQuAD articles", "file": str(ooc_questions)},
+        }),
         "settings": asdict(settings),
         "model": {**manifest.get("model", {}), "requested": model, "fingerprint": fingerprint},
         "versions": manifest.get("versions", {}),
@@ -287,10 +328,5 @@ def evaluate_squad(
         "cpu_seconds": round(sum(os.times()[:2]), 1),
     }
     if per_question:
-        result["questions"] = [
-            {"question": q.text, "half": str(halves[i]), "answerable_in_tuning_half": bool(answerable[i]),
-             "rank": int(full.ranks[i]), "confidence": float(full.confidences[i]),
-             "tuning_half_index": {"rank": int(half.ranks[i]), "confidence": float(half.confidences[i])}}
-            for i, q in enumerate(squad.questions)
-        ]
+        result.update(answers.per_question(squad, halves, answerable, full, half, others, other_questions or []))
     return result

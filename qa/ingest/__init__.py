@@ -82,14 +82,18 @@ def read_capped(path: Path, limit: int, kind: str) -> bytes:
     return path.read_bytes()
 
 
+def _failure(name: str, exc: QAError) -> Failure:
+    """A Failure for `name`; messages start with the input's name so they read alone, the Failure carries it once."""
+    reason = str(exc)
+    return Failure(name, reason[len(name) + 2 :] if reason.startswith(f"{name}: ") else reason)
+
+
 def _guarded(name: str, produce: Callable[[], Iterable[Loaded]]) -> Iterator[Loaded]:
     """Run one loader; its errors become a Failure instead of ending the whole batch."""
     try:
         yield from produce()
     except QAError as exc:
-        reason = str(exc)
-        # Messages start with the input's name so they read alone; the Failure already carries it.
-        yield Failure(name, reason[len(name) + 2 :] if reason.startswith(f"{name}: ") else reason)
+        yield _failure(name, exc)
     except Exception as exc:  # a parser bug on one odd file must not stop the other 999
         log.warning("unexpected error reading %s", name, exc_info=True)
         yield Failure(name, f"could not be read ({type(exc).__name__}: {exc}). Check the file, or convert it to .txt.")
@@ -165,7 +169,7 @@ def load_articles(source: str | Path, *, fetcher: "Fetcher | None" = None) -> It
     try:
         files = list(find_article_files(source))
     except QAError as exc:
-        yield Failure(str(source), str(exc))
+        yield _failure(str(source), exc)
         return
     for file in files:
         yield from load_file(file)
