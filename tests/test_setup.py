@@ -49,9 +49,9 @@ def test_make_run_installs_only_what_running_needs_and_says_so(project: Path) ->
     for stamp in (".installed-run", ".installed-test"):
         (project / ".venv" / stamp).unlink()
     run = dry_run(project, "run")
-    assert "pip install --progress-bar off -e ." in run and "[test]" not in run
+    assert "pip install --progress-bar off -e ." in run and "[test" not in run and "cluster" not in run
     assert "--quiet" not in run and "several minutes" in run
-    assert "-e '.[test]'" in dry_run(project, "test")
+    assert "-e '.[test,cluster]'" in dry_run(project, "test")  # the cluster tests run in make test too
 
 
 def test_index_folder_is_not_tracked() -> None:
