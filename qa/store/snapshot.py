@@ -8,7 +8,7 @@ their ids until a merge drops them, and are masked here.
 
 What ranking needs from the whole corpus is assembled from the segments at question time:
 BM25 statistics are summed over every live sentence (`statistics`), dense and BM25 top-k are
-taken in each segment and merged (`dense_top`, `lexical_top`), and per-candidate features are
+taken in each segment and merged (`dense_top`, `lexical_top_scored`), and per-candidate features are
 read from the segment that holds the candidate.
 
 Many small segments (the recent adds, before the merge policy gets to them) would each cost a
@@ -94,10 +94,15 @@ class SegmentedVectors:
         return whole if dtype is None else whole.astype(dtype)
 
 
+def _starts(sizes: Sequence[int]) -> np.ndarray:
+    """Where each of consecutive parts of `sizes` rows starts, and the total at the end."""
+    return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+
+
 def _joined(segments: Sequence[Segment]) -> Segment:
     """One in-memory segment of the rows of `segments` (none with deletions), in order."""
     corpus = Corpus.concatenate([s.data.corpus for s in segments])
-    offsets = np.concatenate([[0], np.cumsum([len(s) for s in segments])]).astype(np.int64)
+    offsets = _starts([len(s) for s in segments])
     embeddings = np.ascontiguousarray(np.concatenate([np.asarray(s.data.embeddings, dtype=np.float32) for s in segments]))
     every_row = [(s.data.lexical, np.ones(len(s), dtype=bool)) for s in segments]
     data = SegmentData(corpus, embeddings, SegmentedVectors([s.data.title_context_embeddings for s in segments], offsets),
@@ -128,9 +133,8 @@ class Snapshot:
         self.segments = tuple(segments)
         self.manifest = manifest
         self.dimension = dimension
-        self.offsets = np.concatenate([[0], np.cumsum([len(s) for s in self.segments], dtype=np.int64)]).astype(np.int64)
-        self.article_offsets = np.concatenate(
-            [[0], np.cumsum([len(s.data.corpus.articles) for s in self.segments], dtype=np.int64)]).astype(np.int64)
+        self.offsets = _starts([len(s) for s in self.segments])
+        self.article_offsets = _starts([len(s.data.corpus.articles) for s in self.segments])
 
     def __len__(self) -> int:
         """Live sentences."""
@@ -185,7 +189,7 @@ class Snapshot:
     @functools.cached_property
     def unit_offsets(self) -> np.ndarray:
         """Global id of each unit's first row (and the total at the end)."""
-        return np.concatenate([[0], np.cumsum([len(u) for u in self.units], dtype=np.int64)]).astype(np.int64)
+        return _starts([len(u) for u in self.units])
 
     @functools.cached_property
     def neighbour_dots(self) -> np.ndarray:
@@ -227,14 +231,14 @@ class Snapshot:
 
         return articles, (np.concatenate(rows) if rows else np.zeros((0, PERMUTATIONS), dtype=np.uint64))
 
-    def _owners(self, ids: np.ndarray) -> tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]:
-        """Split global ids by segment: [(segment position, where in `ids`, local ids)]."""
+    def _owners(self, ids: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """Split global ids by reading unit: [(unit position, where in `ids`, local ids)]."""
         owner = np.searchsorted(self.unit_offsets, ids, side="right") - 1
         groups = []
         for position in np.unique(owner).tolist():
             where = np.flatnonzero(owner == position)
             groups.append((position, where, ids[where] - self.unit_offsets[position]))
-        return owner, groups
+        return groups
 
     # --- what ranking asks --------------------------------------------------------
 
@@ -294,12 +298,8 @@ class Snapshot:
         best = np.lexsort((every_id, -every_score))[:k]
         return every_id[best], every_score[best]
 
-    def lexical_top(self, question: str, k: int, stats: Statistics) -> np.ndarray:
-        """Global ids (ascending) of the k best live BM25 sentences, each scored with `stats`."""
-        return self.lexical_top_scored(question, k, stats)[0]
-
     def lexical_top_scored(self, question: str, k: int, stats: Statistics) -> tuple[np.ndarray, np.ndarray]:
-        """`lexical_top` and the BM25 score of each."""
+        """Global ids (ascending) of the k best live BM25 sentences, each scored with `stats`, and those scores."""
         if len(self.units) == 1:
             segment = self.units[0]
             return segment.data.lexical.top(question, k, stats, segment.live)
@@ -320,7 +320,7 @@ class Snapshot:
             data = self.units[0].data
             return data.lexical.candidate_scores(question, ids, data.corpus.neighbours, stats)
         sentence, context = np.zeros(len(ids), dtype=np.float32), np.zeros(len(ids), dtype=np.float32)
-        for position, where, local in self._owners(ids)[1]:
+        for position, where, local in self._owners(ids):
             data = self.units[position].data
             sentence[where], context[where] = data.lexical.candidate_scores(question, local, data.corpus.neighbours, stats)
         return sentence, context
@@ -330,6 +330,6 @@ class Snapshot:
         if len(self.units) == 1:
             return self.units[0].data.cues.features(question, ids)
         parts = np.zeros((len(ids), KINDS), dtype=np.float32)
-        for position, where, local in self._owners(ids)[1]:
+        for position, where, local in self._owners(ids):
             parts[where] = self.units[position].data.cues.features(question, local)
         return parts
