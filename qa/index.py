@@ -30,6 +30,7 @@ from qa.encoder import DEFAULT_MODEL, Encoder
 from qa.errors import (
     ArticleNotFoundError,
     IndexCorruptError,
+    IndexLoadError,
     ModelMismatchError,
 )
 from qa.ranking import Hit, rank
@@ -309,8 +310,10 @@ class Index:
         batch: list[Article] = []
         batch_sentences = 0
         written: list[tuple[str, SegmentData]] = []
+        screened: list[str] = []
         try:
             for article, near in self._screened(articles, report):
+                screened.append(article.id)
                 batch.append(article)
                 batch_sentences += len(article.sentences())
                 if batch_sentences >= BATCH_SENTENCES:
@@ -321,14 +324,24 @@ class Index:
                 written.append(self._write_batch(batch, near, progress, commit=not rebuild))
                 report.added.extend(a.id for a in batch)
         except KeyboardInterrupt as exc:
-            # What an add committed stays (a re-run skips it); a rebuild committed nothing yet.
-            exc.committed = [] if rebuild else list(report.added)  # type: ignore[attr-defined]
+            # What an add committed stays (a re-run skips it); a rebuild committed nothing yet. The
+            # commit point on disk says what went in: the interrupt may land between a commit and
+            # the report's bookkeeping.
+            exc.committed = [] if rebuild else self._live_among(screened)  # type: ignore[attr-defined]
             raise
         if rebuild:
             added = [a for _, data in written for a in data.corpus.articles]
             self._commit([Segment(name, data) for name, data in written], replace_all=True, scripts=_scripts(added))
         elif written:
             self._merge_while_needed()
+
+    def _live_among(self, ids: list[str]) -> list[str]:
+        """Those of `ids` the index's commit point on disk holds now (none when there is none yet)."""
+        try:
+            live = {a.id for _, a in _read_snapshot(self.path, self._state).live_articles()}
+        except IndexLoadError:
+            return []
+        return [i for i in ids if i in live]
 
     def _screened(self, articles: list[Article], report: AddReport) -> Iterator[tuple[Article, NearDuplicates]]:
         """Each of `articles` to index, with the near-duplicate finder that now holds its signature:
