@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from qa import cues, questions
 from qa.answering import assess
@@ -51,13 +51,47 @@ def _initials(words: Sequence[str]) -> str:
     return "".join(w[0] for w in words if w.lower() not in _LINKING).upper()
 
 
-def _vocabulary(text: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-    """The stems of `text`, its acronyms, and the initials of its runs of 2 to 6 words."""
-    words = _WORD.findall(text)
-    spans = {_initials(words[i : i + size]) for size in range(2, _LONGEST_INITIALISM + 1)
-             for i in range(len(words) - size + 1)}
+class Vocabulary(NamedTuple):
+    """What `mentions` reads of a text: its stems, its acronyms, and each word's initial ("" for a
+    linking word), from which the initials of any run of words follow."""
+
+    stems: frozenset[str]
+    acronyms: frozenset[str]
+    initials: tuple[str, ...]
+
+    def spells_out(self, key: str) -> bool:
+        """Is `key` the initials of a run of 2 to 6 words ("US" of "the United States")?
+
+        Checked for one key by walking from each word whose initial starts it, not by listing
+        every run's initials: an article of 10,000 words would make 50,000 strings a question.
+        A one-word match counts when a linking word beside it makes the run two words long.
+        """
+        initials = self.initials
+        for first, initial in enumerate(initials):
+            if not initial or not key.startswith(initial):
+                continue
+            spelled, last = initial, first
+            while spelled != key and last + 1 < min(first + _LONGEST_INITIALISM, len(initials)):
+                last += 1
+                spelled += initials[last]
+                if not key.startswith(spelled):
+                    break
+            if spelled != key:
+                continue
+            if last > first or _linking_beside(initials, first):
+                return True
+        return False
+
+
+def _linking_beside(initials: tuple[str, ...], position: int) -> bool:
+    return any(0 <= p < len(initials) and not initials[p] for p in (position - 1, position + 1))
+
+
+def _vocabulary(text: str) -> Vocabulary:
+    """The stems of `text`, its acronyms, and the initial of each of its words."""
+    initials = tuple("" if w.lower() in _LINKING else w[0].upper() for w in _WORD.findall(text))
     acronyms = frozenset(_acronym_key(a.group()) for a in _ACRONYM.finditer(text))
-    return frozenset(tokenize(text)), acronyms, frozenset(spans)
+    return Vocabulary(frozenset(tokenize(text)), acronyms, initials)
 
 
 # Sentences are many and short, articles few and long: separate caches keep memory bounded.
@@ -65,15 +99,14 @@ _sentence_vocabulary = functools.lru_cache(maxsize=4096)(_vocabulary)
 _article_vocabulary = functools.lru_cache(maxsize=64)(_vocabulary)
 
 
-def mentions(vocabulary: tuple[frozenset[str], frozenset[str], frozenset[str]], term: Sequence[str]) -> bool:
+def mentions(vocabulary: Vocabulary, term: Sequence[str]) -> bool:
     """Does a text (its `_vocabulary`) mention `term`: all its words (stemmed), or it as an
     acronym ("United States" in a text saying "US"), or its spelled-out words ("US" in "the United States")?"""
-    stems, acronyms, initials = vocabulary
-    if set(tokenize(" ".join(term))) <= stems:
+    if set(tokenize(" ".join(term))) <= vocabulary.stems:
         return True
-    if len(term) > 1 and _initials(term) in acronyms:
+    if len(term) > 1 and _initials(term) in vocabulary.acronyms:
         return True
-    return len(term) == 1 and _acronym_key(term[0].rstrip(".")) in initials
+    return len(term) == 1 and vocabulary.spells_out(_acronym_key(term[0].rstrip(".")))
 
 
 def supported(hits: Sequence[Hit], terms: Sequence[tuple[str, ...]], corpus: Corpus) -> list[bool]:
