@@ -338,7 +338,7 @@ class LexicalIndex:
         return total
 
     def top(self, query: str, k: int, stats: Statistics | None = None,
-            live: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+            live: np.ndarray | None = None, floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """The `k` best-scoring sentences with a positive score, as (ids sorted ascending, their scores).
 
         Args:
@@ -346,6 +346,8 @@ class LexicalIndex:
             k: how many.
             stats: corpus-wide statistics when this index is one segment of a corpus.
             live: False for deleted sentences, which are never returned.
+            floor: a score the corpus-wide k-th best is known to reach (the other segments'
+                results so far): sentences scoring below it may be left out.
 
         Exact, without scoring every sentence (stop words are kept, and "the" alone has ~600k
         postings at 1M sentences): MaxScore pruning (Turtle & Flood, 1995). The exact scores of
@@ -361,11 +363,14 @@ class LexicalIndex:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         if q.gathered is not None:
             return _top_of(q.gathered.ids, q.gathered.scores, k, live)
-        floor = self._floor(q, k, live)
+        # The other segments' floor is usually higher than this one's own, and costs nothing.
+        floor = floor * (1 - 1e-5) if floor > 0 else self._floor(q, k, live)
         impacts = factors * q.ceiling[terms]
         by_impact = np.argsort(impacts, kind="stable")
         optional = by_impact[np.cumsum(impacts[by_impact]) < floor]
         essential = np.setdiff1d(np.arange(len(terms)), optional)
+        if not len(essential):  # even holding every term, no sentence here reaches the floor
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         if sizes[essential].sum() > DENSE_SHARE * self.size:
             return _top_of(np.arange(self.size), self._scores(q), k, live)  # too many to gather: a dense pass is cheaper
         ids, partial = self._holders(q, essential)

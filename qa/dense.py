@@ -3,7 +3,10 @@
 The index type follows the corpus size (measurements in docs/speed.md):
 
 - below `FLAT_LIMIT` vectors, `flat`: exact search, a matrix-vector product over the stored
-  vectors (`similarities`; FAISS's IndexFlatIP, also in the file, serves when they are absent);
+  vectors (`similarities`; FAISS's IndexFlatIP, also in the file, serves when they are absent).
+  The limit is per segment: a corpus of up to `qa.store.snapshot.EXACT_UP_TO` sentences is
+  searched exactly whatever its segments' kinds, and a larger one of many mid-sized segments
+  would otherwise scan every vector of each;
 - from there on, `ivf-pq4fs`: an inverted file of `nlist` k-means cells holding product-quantised
   codes, 4 bits for every 2 dimensions (96 MB at 1M, a sixteenth of the float32 vectors), scanned
   with FAISS's SIMD "fast scan". A query scans the `nprobe` nearest cells, and the best
@@ -31,7 +34,7 @@ from qa.vectors import StoredVectors, Vectors, load_vectors
 
 __all__ = ["DenseIndex", "StoredVectors", "choose_kind", "load_vectors", "top_k"]
 
-FLAT_LIMIT = 50_000
+FLAT_LIMIT = 10_000
 RETRAIN_GROWTH = 2.0
 TRAIN_PER_CELL = 64  # k-means sample per cell: enough for stable cells, cheap on 2 cores
 # Cells scanned per query: 1/16 of them, at least 64; re-scoring 4 x k. Measured on generated
@@ -42,6 +45,12 @@ DEFAULT_REFINE = 4
 # Fast-scan codes rank coarsely: on the 1M generated corpus the exact top 10 is only all in their
 # best 256 (recall@10 0.975, the cells' own limit at nprobe 64; 0.84 in the best 40).
 MIN_RESCORED = 256
+# A segment of a larger corpus probes and re-scores its share of what one index of the whole
+# corpus would, with this margin (recall@10 0.98 on the 1M generated corpus in 16 segments, where
+# the segments' own settings read 7x the rows; docs/speed.md), and re-scores at least
+# `MIN_SEGMENT_RESCORED` rows: sentences on one topic often sit in one segment (one day's adds).
+SEGMENT_MARGIN = 2.0
+MIN_SEGMENT_RESCORED = 32
 _CODES = {"ivf-sq4": "SQ4", "ivf-sq8": "SQ8"}  # FAISS index_factory code of each scalar-quantised IVF kind
 FAST_SCAN = "ivf-pq4fs"  # product quantisation, 4-bit codes of 2 dimensions each, SIMD fast scan
 IVF_KINDS = (FAST_SCAN, *_CODES)
@@ -147,8 +156,16 @@ class DenseIndex:
 
     # --- searching --------------------------------------------------------
 
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids) for one query vector, best first; ties broken by lower id."""
+    def search(self, query: np.ndarray, k: int, corpus_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) for one query vector, best first; ties broken by lower id.
+
+        Args:
+            query: a unit vector.
+            k: how many.
+            corpus_size: when this index is one segment of a corpus of that many vectors, an
+                approximate index probes and re-scores its share of what an index of the whole
+                corpus would (`segment_effort`), and returns every row it re-scored, up to k.
+        """
         k = min(k, self.size)
         if k <= 0:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
@@ -158,9 +175,9 @@ class DenseIndex:
             ids = top_k(every, k)
             return every[ids], ids
         refine = self.kind != "flat" and self._vectors is not None
-        depth = max(k * int(self.params.get("refine", 1)), int(self.params.get("min_rescored", 0)))
+        nprobe, depth = self.segment_effort(k, corpus_size)
         wanted = min(self.size, depth) if refine else k
-        scores, ids = _one_thread_search(self._index, query, wanted)
+        scores, ids = _one_thread_search(self._index, query, wanted, nprobe)
         scores, ids = scores[0], ids[0]
         keep = ids >= 0
         scores, ids = scores[keep], ids[keep].astype(np.int64)
@@ -170,6 +187,26 @@ class DenseIndex:
             scores = np.asarray(self._vectors[ids], dtype=np.float32) @ query[0]
         order = np.lexsort((ids, -scores))[:k]
         return scores[order], ids[order]
+
+    def segment_effort(self, k: int, corpus_size: int | None = None) -> tuple[int | None, int]:
+        """(cells to probe, rows to re-score) of a top-k search; None: the index's own probes.
+
+        Alone (or as the whole corpus), an IVF index probes its `nprobe` cells and re-scores
+        max(`refine` x k, `min_rescored`) rows. As one segment of a larger corpus it takes its
+        share of both from the parameters a whole-corpus index would have, times
+        `SEGMENT_MARGIN`: sixteen segments then read about what one index reads, not 16 times it.
+        """
+        own_depth = max(k * int(self.params.get("refine", 1)), int(self.params.get("min_rescored", 0)))
+        if self.kind not in IVF_KINDS or not corpus_size or corpus_size <= self.size:
+            return None, own_depth
+        whole = _ivf_params(corpus_size)
+        share = min(1.0, SEGMENT_MARGIN * self.size / corpus_size)
+        probe_share = min(1.0, SEGMENT_MARGIN * whole["nprobe"] / whole["nlist"])
+        nlist = int(self.params["nlist"])
+        nprobe = min(int(self.params["nprobe"]), max(1, math.ceil(nlist * probe_share)))
+        whole_depth = max(k * int(whole["refine"]), int(whole["min_rescored"]))
+        depth = min(own_depth, max(MIN_SEGMENT_RESCORED, math.ceil(whole_depth * share)))
+        return nprobe, depth
 
     def similarities(self, query: np.ndarray) -> np.ndarray | None:
         """The query's cosine with every indexed vector, when exact and cheap (a flat index whose
@@ -223,8 +260,9 @@ def _ivf_index(kind: str, dimension: int, nlist: int) -> Any:
     return faiss.index_factory(dimension, spec, faiss.METRIC_INNER_PRODUCT)
 
 
-def _one_thread_search(index: Any, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Search on the calling thread alone.
+def _one_thread_search(index: Any, query: np.ndarray, k: int, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Search on the calling thread alone (probing `nprobe` cells of an IVF index, when given:
+    passed with the call, so threads searching the same index do not race on a setting).
 
     For one query an OpenMP team costs more than it saves, and on a busy machine its
     spin-waiting threads made a 10k flat search ~40 ms instead of ~1 ms (docs/speed.md).
@@ -235,7 +273,9 @@ def _one_thread_search(index: Any, query: np.ndarray, k: int) -> tuple[np.ndarra
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
-        return index.search(query, k)
+        if nprobe is None:
+            return index.search(query, k)
+        return index.search(query, k, params=faiss.SearchParametersIVF(nprobe=nprobe))
     finally:
         faiss.omp_set_num_threads(threads)
 

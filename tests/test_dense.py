@@ -39,8 +39,22 @@ def test_kind_follows_size() -> None:
     assert choose_kind(dense.FLAT_LIMIT - 1)[0] == "flat"
     kind, params = choose_kind(dense.FLAT_LIMIT)
     assert kind == dense.LARGE_KIND
-    assert params["nlist"] == 256 and 8 <= params["nprobe"] <= params["nlist"]
+    assert 8 <= params["nprobe"] <= params["nlist"]
+    assert choose_kind(65_536)[1]["nlist"] == 256
     assert choose_kind(1_000_000)[1]["nlist"] == 1024  # ~sqrt(n) cells, a power of two
+
+
+def test_a_segment_of_a_larger_corpus_probes_and_rescores_its_share() -> None:
+    vectors = clustered(4000)
+    index = DenseIndex.build(vectors, kind=dense.LARGE_KIND, nlist=16, nprobe=16, refine=4, min_rescored=256)
+    assert index.segment_effort(10) == (None, 256)  # alone: its own settings
+    assert index.segment_effort(10, corpus_size=4000) == (None, 256)
+    # One 250th of a 1M corpus, whose own index would probe 64 of 1024 cells and re-score 400
+    # rows: 2 x 1/16 of the 16 cells, and the floor of rows.
+    assert index.segment_effort(10, corpus_size=1_000_000) == (2, dense.MIN_SEGMENT_RESCORED)
+    assert index.segment_effort(100, corpus_size=8000) == (16, 400)  # half the corpus: capped by its own
+    scores, ids = index.search(vectors[1234], 10, corpus_size=1_000_000)
+    assert ids[0] == 1234 and len(ids) == 10 and np.all(np.diff(scores) <= 1e-6)
 
 
 def test_flat_is_exact_and_breaks_ties_by_lower_id() -> None:

@@ -61,7 +61,8 @@ def assert_same_answers(one: list, other: list) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SQUAD_DEV.is_file(), reason=f"SQuAD dev not found at {SQUAD_DEV}: clone next to shared/")
-def test_one_segment_per_article_answers_like_one_build_and_like_its_merge(tmp_path: Path) -> None:
+def test_one_segment_per_article_answers_like_one_build_and_like_its_merge(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     files = squad_files(tmp_path / "articles", 2)
     built = Index.build(tmp_path / "articles", tmp_path / "built")
     assert len(built.manifest["segments"]) == 1
@@ -77,6 +78,20 @@ def test_one_segment_per_article_answers_like_one_build_and_like_its_merge(tmp_p
         hits_many = piecemeal.search(question)[1]
         assert [h.sentence_id for h in hits_one] == [h.sentence_id for h in hits_many]
         np.testing.assert_allclose([h.score for h in hits_one], [h.score for h in hits_many], atol=1e-5)
+    # Small segments are read joined (`Snapshot.units`); read apart, each is searched on its own
+    # and the BM25 top-k of the later one is pruned by the earlier one's k-th score: same hits.
+    from qa import bm25
+    from qa.store import snapshot
+
+    monkeypatch.setattr(snapshot, "JOIN_UP_TO", 0)
+    monkeypatch.setattr(bm25, "FULL_SCAN_POSTINGS", 0)  # MaxScore even on small postings, as at scale
+    apart = Index.load(tmp_path / "piecemeal")
+    assert len(apart._state.units) == 2
+    for question in questions[:40]:
+        hits_one, hits_apart = built.search(question)[1], apart.search(question)[1]
+        assert [h.sentence_id for h in hits_one] == [h.sentence_id for h in hits_apart]
+        np.testing.assert_allclose([h.score for h in hits_one], [h.score for h in hits_apart], atol=1e-5)
+    monkeypatch.undo()
     expected = answers(built, questions)
     assert_same_answers(answers(piecemeal, questions), expected)
     piecemeal.optimize()

@@ -29,11 +29,16 @@ from qa.articles import Article
 from qa.bm25 import LexicalIndex, Statistics, _idf
 from qa.corpus import Corpus
 from qa.cues import KINDS, CueTable
-from qa.dense import FLAT_LIMIT, DenseIndex, top_k
+from qa import dense
+from qa.dense import DenseIndex, top_k
 from qa.lexical import tokenize
 from qa.store.segment import Segment, SegmentData
 
 JOIN_UP_TO = 50_000  # adjacent small segments are read as one unit up to this many sentences in all
+# A corpus of up to this many sentences is searched exactly (one matrix-vector product over the
+# mapped vectors of every segment, whatever their index kind): at that size it is the cheapest
+# search, and the cosines it gives make the paragraph features free (`qa.ranking`).
+EXACT_UP_TO = 50_000
 
 
 class TermCounts(NamedTuple):
@@ -176,7 +181,7 @@ class Snapshot:
             run.clear()
 
         for segment in self.segments:
-            joinable = segment.live is None and len(segment) < FLAT_LIMIT and segment.data.dense.kind == "flat"
+            joinable = segment.live is None and len(segment) < dense.FLAT_LIMIT and segment.data.dense.kind == "flat"
             if not joinable or sum(map(len, run)) + len(segment) > JOIN_UP_TO:
                 close_run()
             if joinable:
@@ -263,10 +268,16 @@ class Snapshot:
         return TermCounts(documents, length, context_length, df, context_df)
 
     def similarities(self, query_vector: np.ndarray) -> np.ndarray | None:
-        """The query's cosine with every sentence when every segment is flat (exact and cheap), else None."""
+        """The query's cosine with every sentence when the corpus is small enough for that to be
+        the cheapest search (`EXACT_UP_TO`, vectors mapped), else None."""
+        if self.offsets[-1] > EXACT_UP_TO:
+            return None
         parts = []
         for segment in self.units:
             part = segment.data.dense.similarities(query_vector)
+            vectors = segment.data.embeddings
+            if part is None and isinstance(vectors, np.ndarray):  # an approximate index: its vectors are exact
+                part = np.asarray(vectors @ np.asarray(query_vector, dtype=np.float32), dtype=np.float32)
             if part is None:
                 return None
             parts.append(part)
@@ -287,8 +298,9 @@ class Snapshot:
             best = best[self.live[best]]  # fewer live sentences than k: the dead ones came last
             return best, similarities[best]
         scores, ids = [], []
+        corpus_size = int(self.offsets[-1])  # each segment probes and re-scores its share of it
         for segment, offset in zip(self.units, self.unit_offsets.tolist()):
-            found_scores, found = segment.data.dense.search(query_vector, k + len(segment.dead_rows))
+            found_scores, found = segment.data.dense.search(query_vector, k + len(segment.dead_rows), corpus_size)
             if segment.live is not None:
                 alive = segment.live[found]
                 found_scores, found = found_scores[alive], found[alive]
@@ -303,16 +315,16 @@ class Snapshot:
         if len(self.units) == 1:
             segment = self.units[0]
             return segment.data.lexical.top(question, k, stats, segment.live)
-        ids, scores = [], []
+        best_ids, best_scores = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         for segment, offset in zip(self.units, self.unit_offsets.tolist()):
-            found, found_scores = segment.data.lexical.top(question, k, stats, segment.live)
-            ids.append(found + offset)
-            scores.append(found_scores)
-        every_id, every_score = np.concatenate(ids), np.concatenate(scores)
-        if not len(every_id):
-            return every_id, every_score
-        best = np.sort(top_k(every_score, k))  # every_id ascends, so positions sort as ids do
-        return every_id[best], every_score[best]
+            # The k-th best score so far bounds what a later segment must find (MaxScore across
+            # segments, as Lucene shares the minimum competitive score).
+            floor = float(best_scores.min()) if len(best_scores) >= k else 0.0
+            found, found_scores = segment.data.lexical.top(question, k, stats, segment.live, floor)
+            every_id, every_score = np.concatenate([best_ids, found + offset]), np.concatenate([best_scores, found_scores])
+            best = np.sort(top_k(every_score, k))  # every_id ascends, so positions sort as ids do
+            best_ids, best_scores = every_id[best], every_score[best]
+        return best_ids, best_scores
 
     def lexical_scores(self, question: str, ids: np.ndarray, stats: Statistics) -> tuple[np.ndarray, np.ndarray]:
         """BM25 of sentences `ids` and of their contexts, each from its own segment, with `stats`."""
