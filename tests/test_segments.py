@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, SEEDS, SQUAD_DEV, write_article
+
 from qa import Index
 from qa.store import MergePolicy
 

@@ -25,11 +25,11 @@ from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
+from qa import dense
 from qa.articles import Article
 from qa.bm25 import LexicalIndex, Statistics, _idf
 from qa.corpus import Corpus
 from qa.cues import KINDS, CueTable
-from qa import dense
 from qa.dense import DenseIndex, top_k
 from qa.lexical import tokenize
 from qa.store.segment import Segment, SegmentData
