@@ -16,7 +16,7 @@ from conftest import ROOT, copy_seed_index, write_article
 from qa import Index
 from qa.article_admin import ArticleAdmin
 from qa.errors import QAError
-from qa.progress import INTERVAL_ENV, PlainLines, Status, Tracker, duration_text, interval_from_env
+from qa.progress import INTERVAL_ENV, PlainLines, Status, Tracker, duration_text, interval_from_env, terminal_reporter
 
 LINE = re.compile(r"qa: embedded ([\d,]+)/([\d,]+) sentences, ([\d,]+) sentences/s, ETA (\d+[hms].*)$")
 FINAL = re.compile(r"qa: embedded ([\d,]+)/([\d,]+) sentences in (\d+[hms].*), ([\d,]+) sentences/s$")
@@ -83,6 +83,27 @@ def test_interval_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setenv(INTERVAL_ENV, bad)
         with pytest.raises(QAError, match=f"{INTERVAL_ENV}=.* is not a number of seconds"):
             interval_from_env()
+
+
+class Terminal(io.StringIO):
+    """What a terminal's stderr says of itself."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_one_live_bar_elsewhere_plain_lines() -> None:
+    assert isinstance(terminal_reporter(io.StringIO()), PlainLines)
+    screen = Terminal()
+    tracker = Tracker(48, terminal_reporter(screen))
+    for sentences in (20, 28):  # two committed batches: one bar over both (tqdm redraws it at most every 0.1 s)
+        hook = tracker.part(sentences)
+        hook(1, 1)  # type: ignore[operator]
+    tracker.finish()
+    frames = [frame for frame in screen.getvalue().split("\r") if frame.strip()]
+    assert frames[0].startswith("qa: embedding:   0%") and "| 0/48 [" in frames[0], frames
+    assert "100%" in frames[-1] and "| 48/48 [" in frames[-1] and frames[-1].endswith(" sentences/s]\n"), frames
+    assert screen.getvalue().count("\n") == 1  # one line, redrawn in place, closed at the end
 
 
 def test_qa_add_into_a_pipe_prints_progress_over_all_its_batches(tmp_path: Path) -> None:
