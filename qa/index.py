@@ -317,7 +317,8 @@ class Index:
         batch_sentences = 0
         written: list[tuple[str, SegmentData]] = []
         screened: list[str] = []
-        tracker = Tracker(self._sentences_to_embed(articles), reporter_for(progress))
+        reporter = reporter_for(progress)  # counting the sentences costs a split: only when someone listens
+        tracker = Tracker(self._sentences_to_embed(articles) if reporter else 0, reporter)
         try:
             for article, near in self._screened(articles, report):
                 screened.append(article.id)

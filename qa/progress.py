@@ -91,11 +91,12 @@ class Tracker:
 
     The job is cut into parts (one per committed batch); `part(n)` returns the hook an encoder calls
     while it embeds the part's texts, so the count moves inside a part and never restarts.
+    A job with nothing to embed (every article already indexed) reports nothing.
     """
 
     def __init__(self, total: int, reporter: Reporter | None, clock: Callable[[], float] = time.monotonic) -> None:
         self.total = total
-        self.reporter = reporter
+        self.reporter = reporter if total else None
         self._clock = clock
         self._started = clock()
         self._base = 0  # sentences of the parts already embedded

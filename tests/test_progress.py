@@ -145,3 +145,11 @@ def test_the_app_bar_moves_as_a_paste_is_embedded(tmp_path: Path) -> None:
     assert fractions == sorted(fractions) and len({f for f in fractions if 0 < f < 1}) >= 2, moves
     assert re.fullmatch(r"Embedded \d+/60 sentences, \d+ sentences/s, ETA \d+.*", moves[1][1]), moves
     assert moves[-1][0] == 1.0 and moves[-1][1].startswith("Embedded 60/60 sentences in"), moves
+
+
+def test_a_job_with_nothing_to_embed_says_nothing() -> None:
+    out = io.StringIO()
+    tracker = Tracker(0, PlainLines(out, interval=0))
+    assert tracker.part(0) is False
+    tracker.finish()
+    assert out.getvalue() == ""
