@@ -15,6 +15,7 @@ from qa.articles import ARTICLE_SUFFIXES, PDF_SUFFIXES, TEXT_SUFFIXES, Article, 
 from qa.errors import ArticleError, QAError
 from qa.index import AddReport, Index
 from qa.pasted import save_article
+from qa.progress import Status
 from qa.sentences import split_sentences
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # one news article is a few kB; 2 MB leaves room and caps abuse
@@ -23,7 +24,7 @@ DERIVED_TITLE_CHARS = 60  # a title made from the first sentence is cut at a wor
 PASTED_SOURCE = "pasted in the app"
 UNTITLED = "pasted article"  # parse_article's fallback title for a paste: replaced by the first sentence
 
-Progress = Callable[..., Any] | None
+Progress = Callable[..., Any] | None  # a gr.Progress, or any callable taking (fraction, desc=...)
 
 
 @dataclass
@@ -149,12 +150,8 @@ class ArticleAdmin:
     def _add(self, upload: Upload, progress: Progress) -> str:
         report, problems = AddReport(), list(upload.problems)
         if upload.articles:
-            sentences = sum(len(a.sentences()) for a in upload.articles)
-            if progress is not None:
-                progress(0, desc=f"Embedding {count(sentences, 'sentence')} of "
-                                 f"{count(len(upload.articles), 'article')}")
             try:
-                report = self.index.add_articles(upload.articles, progress=progress is not None)
+                report = self.index.add_articles(upload.articles, progress=_bar_mover(progress) or False)
             except QAError as exc:
                 problems.append(str(exc))
         problems += [f"{name}: {why}" for name, why in report.failed]
@@ -177,3 +174,16 @@ class ArticleAdmin:
         except (OSError, ValueError) as exc:
             problems.append(f"{article.id}: indexed, but its copy under pasted/ could not be written ({exc}); "
                             "a rebuild of the index would drop it.")
+
+
+def _bar_mover(progress: Progress) -> Callable[[Status], None] | None:
+    """A progress reporter (qa.progress) that moves the app's bar: the share embedded, and the
+    count, rate and ETA as its text ('Embedded 1,200/4,800 sentences, 40 sentences/s, ETA 1m 30s')."""
+    if progress is None:
+        return None
+
+    def move(status: Status) -> None:
+        text = status.describe()
+        progress(status.fraction, desc=text[:1].upper() + text[1:])
+
+    return move

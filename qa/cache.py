@@ -27,7 +27,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -214,7 +214,8 @@ class EmbeddingCache:
 
     # --- the one call the index makes ----------------------------------------
 
-    def encode(self, encoder: Encoder, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+    def encode(self, encoder: Encoder, texts: Sequence[str],
+               progress: bool | Callable[[int, int], None] = False) -> np.ndarray:
         """Vectors of `texts`: cached ones read back, the rest encoded once each and stored."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
@@ -239,6 +240,7 @@ class EmbeddingCache:
         return vectors
 
 
-def cached_encode(encoder: Encoder, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+def cached_encode(encoder: Encoder, texts: Sequence[str],
+                  progress: bool | Callable[[int, int], None] = False) -> np.ndarray:
     """`encoder.encode(texts)` through the default cache folder (see `default_cache_dir`)."""
     return EmbeddingCache.for_encoder(encoder).encode(encoder, texts, progress=progress)

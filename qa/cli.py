@@ -60,8 +60,8 @@ def cmd_build(args: argparse.Namespace) -> int:
                                  model=args.model, workers=args.workers, segments=args.segments,
                                  drop_missing=args.drop_missing)
     else:
-        index = Index.build(args.source, args.index, model=args.model, progress=sys.stderr.isatty(),
-                            drop_missing=args.drop_missing)
+        # Progress goes to stderr: a live bar on a terminal, a plain line every QA_PROGRESS_INTERVAL s elsewhere.
+        index = Index.build(args.source, args.index, model=args.model, progress=True, drop_missing=args.drop_missing)
     status = _print_report(index.build_report)
     for line in describe(index.build_report):
         print(line)
@@ -77,7 +77,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
         return _print_report(add_on_cluster(Index.load(args.index), args.paths, args.ray, rebuild=False,
                                             workers=args.workers, segments=args.segments))
-    return _print_report(Index.load(args.index).add(args.paths, progress=sys.stderr.isatty()))
+    return _print_report(Index.load(args.index).add(args.paths, progress=True))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -227,8 +227,13 @@ class Encoder:
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
 
-    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        """Embed texts; returns an (n, dimension) float32 array of unit vectors."""
+    def encode(self, texts: Sequence[str], progress: bool | Callable[[int, int], None] = False) -> np.ndarray:
+        """Embed texts; returns an (n, dimension) float32 array of unit vectors.
+
+        `progress`: True draws a tqdm bar; a callable is told (work done, work in all) as batches
+        finish (see OnnxEncoder.encode; on torch once, at the end: one sentence-transformers call
+        keeps its batches as they were).
+        """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         runtime = _runtime(self.model_name, self.backend)
@@ -241,8 +246,10 @@ class Encoder:
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
-            show_progress_bar=progress,
+            show_progress_bar=progress is True,
         )
+        if callable(progress):
+            progress(1, 1)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def encode_later(self, texts: Sequence[str]) -> "Future[np.ndarray]":

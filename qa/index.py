@@ -33,6 +33,7 @@ from qa.errors import (
     IndexLoadError,
     ModelMismatchError,
 )
+from qa.progress import Reporter, Tracker, reporter_for
 from qa.ranking import Hit, rank
 from qa.store import (
     MANIFEST,
@@ -144,7 +145,7 @@ class Index:
         *,
         model: str = DEFAULT_MODEL,
         settings: Settings | None = None,
-        progress: bool = False,
+        progress: bool | Reporter = False,
         drop_missing: bool = False,
     ) -> "Index":
         """Index every article under `source` (default `seeds/`) into a fresh index at `path`.
@@ -152,7 +153,8 @@ class Index:
         An index already at `path` stays loadable, and answers as before, until the new one is
         committed, in one commit point. Its articles that no source provides (added, pasted) are
         kept unless `drop_missing`; `<path>/pasted/` is read as a source too (see qa.rebuild).
-        `build_report.kept`/`.dropped` name them.
+        `build_report.kept`/`.dropped` name them. `progress`: True reports on stderr, a callable
+        gets each `qa.progress.Status` (see `add`).
         """
         from qa.rebuild import read_sources, with_missing
 
@@ -269,18 +271,21 @@ class Index:
 
     # --- writing ---------------------------------------------------------
 
-    def add(self, paths: str | Path | Iterable[str | Path], progress: bool = False) -> AddReport:
+    def add(self, paths: str | Path | Iterable[str | Path], progress: bool | Reporter = False) -> AddReport:
         """Add article files (.txt .md .html .pdf .jsonl), folders or http(s) URLs; only new articles are embedded.
 
         Bad files are reported in the returned AddReport (by name, with the reason) and the
         good ones still go in. Re-adding an indexed article is a no-op reported as a duplicate.
         Many articles are committed in batches of about `BATCH_SENTENCES` sentences.
+        `progress` counts the sentences embedded over all batches: True shows it on stderr (a bar
+        on a terminal, else a line every `QA_PROGRESS_INTERVAL` s), a callable gets each
+        `qa.progress.Status`.
         """
         if isinstance(paths, (str, Path)):
             paths = [paths]
         return self._add_paths(list(paths), progress=progress)
 
-    def add_articles(self, articles: Sequence[Article], progress: bool = False) -> AddReport:
+    def add_articles(self, articles: Sequence[Article], progress: bool | Reporter = False) -> AddReport:
         """Add already-parsed articles (pasted text, other formats)."""
         report = AddReport()
         with self._write_lock, write_lock(self.path):
@@ -288,7 +293,7 @@ class Index:
             self._add_batches(list(articles), report, progress, rebuild=False)
         return report
 
-    def _add_paths(self, paths: list[str | Path], *, progress: bool) -> AddReport:
+    def _add_paths(self, paths: list[str | Path], *, progress: bool | Reporter) -> AddReport:
         from qa.ingest import Failure, load_articles
 
         report = AddReport()
@@ -304,7 +309,8 @@ class Index:
             self._add_batches(parsed, report, progress, rebuild=False)
         return report
 
-    def _add_batches(self, articles: list[Article], report: AddReport, progress: bool, *, rebuild: bool) -> None:
+    def _add_batches(self, articles: list[Article], report: AddReport, progress: bool | Reporter, *,
+                     rebuild: bool) -> None:
         """Screen `articles` for repeats, then write them as segments of about `BATCH_SENTENCES`
         sentences. An add commits each segment as it is written; a rebuild commits them all at
         once at the end, so the index it replaces answers until then."""
@@ -312,29 +318,44 @@ class Index:
         batch_sentences = 0
         written: list[tuple[str, SegmentData]] = []
         screened: list[str] = []
+        reporter = reporter_for(progress)  # counting the sentences costs a split: only when someone listens
+        tracker = Tracker(self._sentences_to_embed(articles) if reporter else 0, reporter)
         try:
             for article, near in self._screened(articles, report):
                 screened.append(article.id)
                 batch.append(article)
                 batch_sentences += len(article.sentences())
                 if batch_sentences >= BATCH_SENTENCES:
-                    written.append(self._write_batch(batch, near, progress, commit=not rebuild))
+                    written.append(self._write_batch(batch, near, tracker, commit=not rebuild))
                     report.added.extend(a.id for a in batch)
                     batch, batch_sentences = [], 0
             if batch:
-                written.append(self._write_batch(batch, near, progress, commit=not rebuild))
+                written.append(self._write_batch(batch, near, tracker, commit=not rebuild))
                 report.added.extend(a.id for a in batch)
+            tracker.finish()
         except KeyboardInterrupt as exc:
             # What an add committed stays (a re-run skips it); a rebuild committed nothing yet. The
             # commit point on disk says what went in: the interrupt may land between a commit and
             # the report's bookkeeping.
             exc.committed = [] if rebuild else self._live_among(screened)  # type: ignore[attr-defined]
             raise
+        finally:
+            tracker.finish(complete=False)  # an error ends the job too (no-op after the finish above)
         if rebuild:
             added = [a for _, data in written for a in data.corpus.articles]
             self._commit([Segment(name, data) for name, data in written], replace_all=True, scripts=_scripts(added))
         elif written:
             self._merge_while_needed()
+
+    def _sentences_to_embed(self, articles: list[Article]) -> int:
+        """Sentences of `articles` that `_screened` will let through: all but texts already indexed."""
+        seen = {a.sha256 for _, a in self._state.live_articles()}
+        total = 0
+        for article in articles:
+            if article.sha256 not in seen:
+                seen.add(article.sha256)
+                total += len(article.sentences())
+        return total
 
     def _live_among(self, ids: list[str]) -> list[str]:
         """Those of `ids` the index's commit point on disk holds now (none when there is none yet)."""
@@ -371,14 +392,14 @@ class Index:
             taken.add(article.id)
             yield article, near
 
-    def _write_batch(self, articles: list[Article], near: NearDuplicates, progress: bool, *,
+    def _write_batch(self, articles: list[Article], near: NearDuplicates, tracker: Tracker, *,
                      commit: bool) -> tuple[str, SegmentData]:
         """Embed and index `articles` as one new segment folder; commit it unless told not to."""
         from qa.cache import cached_encode  # nothing is embedded twice: see qa/cache.py
 
         corpus = Corpus.empty().with_articles(articles)
         texts = corpus.embedding_texts()
-        encoded = cached_encode(self.encoder, [t for group in texts for t in group], progress=progress)
+        encoded = cached_encode(self.encoder, [t for group in texts for t in group], progress=tracker.part(len(corpus)))
         count = len(corpus)
         sentence, titled, in_context = (encoded[k * count : (k + 1) * count] for k in range(3))
         signatures = np.asarray(near.signatures[len(near.signatures) - len(articles):], dtype=np.uint64)

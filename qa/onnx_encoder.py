@@ -191,14 +191,20 @@ class OnnxEncoder:
                 self._large = self._session(len(os.sched_getaffinity(0)))
             return self._large
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Embed texts; returns an (n, dimension) float32 array of unit vectors."""
+    def encode(self, texts: Sequence[str], batch_size: int = 64,
+               progress: bool | Callable[[int, int], None] = False) -> np.ndarray:
+        """Embed texts; returns an (n, dimension) float32 array of unit vectors.
+
+        `progress`: True draws a tqdm bar; a callable is told (characters encoded, characters in all
+        texts) after each batch: the longest texts go first, so characters track time, counts do not.
+        """
         out = np.empty((len(texts), self.pipeline.dimension), dtype=np.float32)
         from tqdm.auto import tqdm
 
         session = self._session_for(len(texts))
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch: less padding
-        with tqdm(total=len(texts), desc="Encoding", unit="text", disable=not progress) as bar:
+        encoded_chars = np.cumsum([len(texts[i]) for i in order]) if callable(progress) else None
+        with tqdm(total=len(texts), desc="Encoding", unit="text", disable=progress is not True) as bar:
             for first in range(0, len(texts), batch_size):
                 rows = order[first: first + batch_size]
                 batch = [texts[i] for i in rows]
@@ -211,6 +217,8 @@ class OnnxEncoder:
                 pooled = np.einsum("btd,bt->bd", hidden, mask) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
                 out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
                 bar.update(len(rows))
+                if encoded_chars is not None and callable(progress):
+                    progress(int(encoded_chars[first + len(rows) - 1]), int(encoded_chars[-1]))
         return out
 
 

@@ -66,11 +66,11 @@ def build_app(index: Index, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> "gr.Blo
         Answer as JSON (citations with exact character offsets)."""
         return session.reply(message, turns, max_citations)
 
-    def add_files(files: list[str] | None, progress=gr.Progress(track_tqdm=True)):
+    def add_files(files: list[str] | None, progress=gr.Progress()):
         """Add uploaded article files (.txt, .md, .html, .pdf, .jsonl). Returns a status message and the table."""
         return admin.add_files(files, progress), admin.listing()
 
-    def add_article(title: str, text: str, progress=gr.Progress(track_tqdm=True)):
+    def add_article(title: str, text: str, progress=gr.Progress()):
         """Add one article from a title (optional) and its text. Returns a status message and the table."""
         return admin.add_pasted(title, text, progress), admin.listing()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -299,7 +300,12 @@ def test_eight_concurrent_chats_while_an_article_is_added(app_url: str, index_co
     while (update := add_job.status()).code != Status.PROGRESS:  # the add reports progress while it embeds
         assert time.monotonic() < deadline and not add_job.done(), f"no progress shown for the add: {update}"
         time.sleep(0.02)
-    assert any(u.desc and u.desc.startswith("Embedding 1001 sentences") for u in update.progress_data), update
+    assert any(u.desc and u.desc.startswith("Embedding 1,001 sentences") for u in update.progress_data), update
+    while not (moved := [u for u in add_job.status().progress_data or [] if u.progress and 0 < u.progress < 1]):
+        assert time.monotonic() < deadline and not add_job.done(), f"the progress bar did not move: {add_job.status()}"
+        time.sleep(0.02)
+    moved = moved[0]  # the bar moves as the article is embedded, with count, rate and ETA
+    assert re.fullmatch(r"Embedded [\d,]+/1,001 sentences, [\d,]+ sentences/s, ETA \d+.*", moved.desc or ""), moved
     chats = [reader.submit(ROBOTS, 3, api_name="/chat") for reader in readers]
     answered_during_add: list[bool] = []
     for job in chats:
