@@ -11,6 +11,7 @@ candidates only, with its document frequencies kept up to date on add and remove
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from pathlib import Path
@@ -257,7 +258,7 @@ class LexicalIndex:
         vocabulary = self._vocabulary
         # Terms in the order of their text, not of their ids: every segment then sums a
         # sentence's term scores in the same order, and scores agree to the last bit.
-        counted = sorted(Counter(t for t in tokenize(query) if t in vocabulary).items())
+        counted = [(term, times) for term, times in _query_terms(query) if term in vocabulary]
         names = [term for term, _ in counted]
         # Built in Python: for a dozen ids np.unique costs twice as much.
         terms = np.array([vocabulary[term] for term in names], dtype=np.int64)
@@ -471,6 +472,12 @@ class LexicalIndex:
             raise ValueError(f"BM25 files hold {params['sentences']} sentences, the manifest {size}")
         postings = sparse.csc_matrix((arrays["counts"], arrays["sentence_ids"], arrays["indptr"]), shape=(size, len(terms)))
         return cls(terms, postings, arrays["context_df"], int(params["context_length"]), params["k1"], params["b"])
+
+
+@functools.lru_cache(maxsize=256)
+def _query_terms(query: str) -> tuple[tuple[str, int], ...]:
+    """The query's terms and their counts, in term order: read by every segment a question searches."""
+    return tuple(sorted(Counter(tokenize(query)).items()))
 
 
 def _merge(holders: np.ndarray, partial: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
