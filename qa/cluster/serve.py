@@ -37,8 +37,8 @@ class ShardServer:
     def candidates(self, question: str, query_vector: Any, stats: Any, settings: Settings) -> Any:
         return self.reader.candidates(question, query_vector, stats, settings)
 
-    def details(self, ids: Any) -> Any:
-        return self.reader.details(ids)
+    def details(self, vector_ids: Any, article_ids: Any) -> Any:
+        return self.reader.details(vector_ids, article_ids)
 
 
 class RouterServer:
