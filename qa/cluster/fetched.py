@@ -39,6 +39,8 @@ class Headline:
         self.id, self.title, self._sentence_id = article_id, title, sentence_id
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy, pickle and friends probe for optional hooks
+            raise AttributeError(name)
         raise NotFetched([self._sentence_id])  # text, date, source, meta: the article must be fetched
 
 
@@ -97,16 +99,20 @@ class Fetched:
         """Sentence vectors by global id."""
         self._vectors.update(zip(ids.tolist(), vectors))
 
-    def needs(self, ids: Sequence[int]) -> tuple[list[int], list[int]]:
-        """Of candidate sentences `ids`: those without a vector, and one sentence of each of their
-        articles not fetched whole."""
+    def titles_only(self) -> list[int]:
+        """Global rows of the articles known by their title only."""
+        return [row for row in self._headlines if row not in self._articles]
+
+    def needs(self, ids: Sequence[int]) -> tuple[list[int], dict[int, int]]:
+        """Of candidate sentences `ids`: those without a vector, and the global rows of their articles
+        not fetched whole, each with one of its sentences."""
         vectors = [i for i in ids if i not in self._vectors]
         articles: dict[int, int] = {}
         for i in ids:
             article = int(self._rows[i][ARTICLE])
             if article not in self._articles:
                 articles.setdefault(article, i)
-        return vectors, list(articles.values())
+        return vectors, articles
 
     # --- what the corpus reads -------------------------------------------
 

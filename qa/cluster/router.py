@@ -8,30 +8,33 @@ code. A shard that fails or does not answer in time fails the whole answer with
 The answer is made by the single index's own code: `qa.turns.search` (follow-up fit, money
 preference, answers outside their article) over a ranker that returns the hits fused from the
 shards, then `qa.answering.compose` (calibrated confidence, selection, citations), both reading
-`qa.cluster.fetched.Fetched` as their corpus. Round trips per question (each to shards at once):
+`qa.cluster.fetched.Fetched` as their corpus. Two round trips per question, each to every shard at once:
 
 1. the BM25 statistics of every text the turn may search (`qa.turns.searched_texts`: a follow-up
    searches joined with the earlier turn and, if that does not fit, alone: both go out together);
-2. each text's candidates, with their lines (row, text, title): the rules' reads of every hit;
-3. the whole articles and vectors of the first hits of each ranking, in the order the rules read
-   them (`qa.turns.prefer_money`).
+2. each text's candidates, with their lines (row, text, article title: what the rules read of
+   every hit), and the vectors and whole articles of the shard's own best hits (fused over the
+   shard alone), which hold what the rules and the answer read in almost every question.
 
-Then the rules run; when they read further than was fetched (`NotFetched`), the router fetches
-the hits from there on and runs them again: they are deterministic and cheap, so the answer is the
-single index's whatever was prefetched, and the prefetch only decides how many rounds it takes.
+Then the rules run; when they read something not fetched (`NotFetched`), the router fetches it
+and the hits after it, and runs them again: they are deterministic and cheap, so the answer is
+the single index's whatever was prefetched; the prefetch only decides how many rounds it takes.
+The router keeps recently fetched articles (`LIBRARY`): a shard skips those the router holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 import numpy as np
 
 from qa import questions, turns
 from qa.answering import Answer, compose
+from qa.articles import Article
 from qa.cluster.fetched import Fetched, NotFetched
-from qa.cluster.shards import owner_of
+from qa.cluster.shards import Details, owner_of
 from qa.config import Settings
 from qa.encoder import Encoder
 from qa.errors import ModelMismatchError, QAError
@@ -40,7 +43,9 @@ from qa.ranking import Hit, fuse
 from qa.store.snapshot import TermCounts, statistics_of
 
 ShardCall = Callable[..., Awaitable[Any]]  # (shard number, method name, *args) -> the method's result
-PREFETCH = 8  # hits of each ranking (from its first, or from one the rules asked for) fetched in one round
+PREFETCH = 8  # when the rules read a hit not fetched: it and the hits after it fetched in one round
+LIBRARY = 256  # whole articles the router keeps between questions (the commit's articles never change)
+SHARD_BEST = 8  # each shard sends the vectors and articles of its own best hits with its candidates
 
 
 class ShardUnavailableError(QAError, RuntimeError):
@@ -65,6 +70,8 @@ class Router:
         self.manifest = manifest
         self.settings = settings or Settings()
         self.timeout = timeout
+        # Global article row -> (first sentence id, article, sentence rows), least recently used first.
+        self._library: OrderedDict[int, tuple[int, Article, np.ndarray]] = OrderedDict()
         built_with = manifest["model"]
         self.encoder = Encoder(built_with["name"])
         if self.encoder.fingerprint != built_with["fingerprint"]:
@@ -99,7 +106,6 @@ class Router:
         questions.check_script(asked, self.manifest.get("scripts", []))
         fetched = Fetched()
         ranked = await self._rank(turns.searched_texts(asked, history), fetched)
-        await self._fetch(_first(self._reading_orders(ranked, fetched)), fetched)
         while True:
             hits: list[Hit] | None = None
             try:
@@ -119,16 +125,22 @@ class Router:
         every = sorted(set().union(*names.values()))
         counts = await self._all("term_counts", every)
         vectors = [self.encoder.encode([text])[0] for text in texts]  # one text at a time, as `Index` encodes
+        known = np.fromiter(self._library, dtype=np.int64, count=len(self._library))
         asked = []
         for text, vector in zip(texts, vectors):
             stats = statistics_of(names[text], [_only(part, every, names[text]) for part in counts])
-            asked.append(self._all("candidates", text, vector, stats, settings))
+            asked.append(self._all("candidates", text, vector, stats, settings, SHARD_BEST, known))
         ranked = {}
         for text, found in zip(texts, await asyncio.gather(*asked)):
             found = [part for part in found if part is not None]
-            for _, lines in found:
+            for _, lines, details in found:
                 fetched.add_lines(*lines)
-            ranked[text] = fuse(text, [candidates for candidates, _ in found], settings) if found else []
+                self._keep(details, fetched)
+            ranked[text] = fuse(text, [candidates for candidates, _, _ in found], settings) if found else []
+        for row in fetched.titles_only():  # the shards left out the articles the router holds
+            if row in self._library:
+                fetched.add_article(row, *self._library[row])
+                self._library.move_to_end(row)
         return ranked
 
     def _reading_orders(self, ranked: dict[str, list[Hit]], fetched: Fetched) -> list[list[Hit]]:
@@ -136,20 +148,34 @@ class Router:
         return [turns.prefer_money(text, hits, fetched) for text, hits in ranked.items()]
 
     async def _fetch(self, ids: list[int], fetched: Fetched) -> int:
-        """Fetch what `fetched` lacks of sentences `ids` (vectors, whole articles); how many asked."""
-        vector_ids, article_ids = fetched.needs(ids)
-        if not vector_ids and not article_ids:
-            return 0
-        vector_ids_, article_ids_ = np.asarray(vector_ids, dtype=np.int64), np.asarray(article_ids, dtype=np.int64)
-        vector_owners, article_owners = owner_of(vector_ids_, self.offsets), owner_of(article_ids_, self.offsets)
+        """Fetch what `fetched` lacks of sentences `ids` (vectors, whole articles: those the router
+        holds from earlier questions first, then from the shards); how many were missing."""
+        vector_ids, articles = fetched.needs(ids)
+        held = [row for row in articles if row in self._library]
+        for row in held:
+            fetched.add_article(row, *self._library[row])
+            self._library.move_to_end(row)
+            del articles[row]
+        if not vector_ids and not articles:
+            return len(held)
+        vector_ids_, article_ids = np.asarray(vector_ids, dtype=np.int64), np.asarray(list(articles.values()), dtype=np.int64)
+        vector_owners, article_owners = owner_of(vector_ids_, self.offsets), owner_of(article_ids, self.offsets)
         shards = np.union1d(vector_owners, article_owners).tolist()
         parts = await self._all("details", shards=shards, per_shard=[
-            (vector_ids_[vector_owners == s], article_ids_[article_owners == s]) for s in shards])
+            (vector_ids_[vector_owners == s], article_ids[article_owners == s]) for s in shards])
         for part in parts:
-            fetched.add_vectors(part.ids, part.vectors)
-            for row, first, article, rows in part.articles:
-                fetched.add_article(row, first, article, rows)
-        return len(vector_ids) + len(article_ids)
+            self._keep(part, fetched)
+        return len(vector_ids) + len(articles)
+
+    def _keep(self, details: Details, fetched: Fetched) -> None:
+        """Details into this question's `fetched`, and their articles into the router's library."""
+        fetched.add_vectors(details.ids, details.vectors)
+        for row, first, article, rows in details.articles:
+            fetched.add_article(row, first, article, rows)
+            self._library[row] = (first, article, rows)
+            self._library.move_to_end(row)
+        while len(self._library) > LIBRARY:
+            self._library.popitem(last=False)
 
 
 class _NotRanked(LookupError):
@@ -173,11 +199,6 @@ def _only(counts: TermCounts, every: list[str], names: list[str]) -> TermCounts:
     """The counts of `names` out of counts of `every` (both sorted, `names` within `every`)."""
     at = np.searchsorted(every, names).astype(np.int64) if names else np.zeros(0, dtype=np.int64)
     return counts._replace(df=counts.df[at], context_df=counts.context_df[at])
-
-
-def _first(orders: list[list[Hit]]) -> list[int]:
-    """The first hits of each order: what a fresh question's rules and answer read."""
-    return _union([hit.sentence_id for hit in order[:PREFETCH]] for order in orders)
 
 
 def _following(ids: list[int], orders: list[list[Hit]]) -> list[int]:

@@ -34,8 +34,9 @@ class ShardServer:
     def term_counts(self, names: list[str]) -> Any:
         return self.reader.term_counts(names)
 
-    def candidates(self, question: str, query_vector: Any, stats: Any, settings: Settings) -> Any:
-        return self.reader.candidates(question, query_vector, stats, settings)
+    def candidates(self, question: str, query_vector: Any, stats: Any, settings: Settings, best: int = 0,
+                   known: Any = ()) -> Any:
+        return self.reader.candidates(question, query_vector, stats, settings, best, known)
 
     def details(self, vector_ids: Any, article_ids: Any) -> Any:
         return self.reader.details(vector_ids, article_ids)

@@ -29,7 +29,7 @@ from qa.articles import Article
 from qa.config import Settings
 from qa.corpus import ARTICLE
 from qa.errors import QAError
-from qa.ranking import Candidates, shard_candidates
+from qa.ranking import Candidates, fuse, shard_candidates
 from qa.store import Segment, Snapshot, dead_article_rows, read_commit, read_segment_data
 from qa.store.snapshot import TermCounts
 
@@ -108,10 +108,12 @@ class ShardReader:
         """Phase zero: the shard's part of the BM25 statistics of `names`."""
         return self.snapshot.term_counts(names)
 
-    def candidates(self, question: str, query_vector: np.ndarray, stats: Any,
-                   settings: Settings) -> tuple[Candidates, Lines] | None:
-        """Phase one: the shard's candidates with raw features, and their `Lines` (None when it has
-        no live sentence)."""
+    def candidates(self, question: str, query_vector: np.ndarray, stats: Any, settings: Settings,
+                   best: int = 0, known: Sequence[int] = ()) -> tuple[Candidates, Lines, Details] | None:
+        """Phase one: the shard's candidates with raw features, their `Lines`, and the `Details` of
+        its own `best` hits (fused over this shard alone: the router's first reads are mostly among
+        them), without the articles at global rows `known` (the router holds those). None when the
+        shard has no live sentence."""
         if len(self.snapshot) == 0:
             return None
         found = shard_candidates(question, query_vector, self.snapshot, stats, settings, offset=self.offset)
@@ -120,7 +122,10 @@ class ShardReader:
         rows = self._global_rows(corpus.table[local])
         titles = {row: (corpus.articles[row - self.article_offset].id, corpus.articles[row - self.article_offset].title)
                   for row in np.unique(rows[:, ARTICLE]).tolist()}
-        return found, Lines(found.ids, rows, corpus.sentences(local), titles)
+        top = np.array([hit.sentence_id for hit in fuse(question, [found], settings)[:best]], dtype=np.int64)
+        wanted = np.setdiff1d(np.unique(corpus.table[top - self.offset, ARTICLE]) + self.article_offset, known)
+        firsts = np.searchsorted(corpus.table[:, ARTICLE], wanted - self.article_offset) + self.offset
+        return found, Lines(found.ids, rows, corpus.sentences(local), titles), self.details(top, firsts)
 
     def details(self, vector_ids: np.ndarray, article_ids: np.ndarray) -> Details:
         """Vectors of global sentence ids `vector_ids`, and the whole articles of `article_ids`."""
