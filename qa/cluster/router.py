@@ -42,7 +42,9 @@ from qa.lexical import tokenize
 from qa.ranking import Hit, fuse
 from qa.store.snapshot import TermCounts, statistics_of
 
-ShardCall = Callable[..., Awaitable[Any]]  # (shard number, method name, *args) -> the method's result
+# (shard number, method name, *args) -> an awaitable of the method's result. A call that sends
+# the request when made (a Ray handle's `.remote`) lets the router encode while shards count terms.
+ShardCall = Callable[..., Awaitable[Any]]
 PREFETCH = 8  # when the rules read a hit not fetched: it and the hits after it fetched in one round
 LIBRARY = 256  # whole articles the router keeps between questions (the commit's articles never change)
 SHARD_BEST = 8  # each shard sends the vectors and articles of its own best hits with its candidates
@@ -82,8 +84,21 @@ class Router:
     async def _all(self, method: str, *args: Any, shards: Sequence[int] | None = None,
                    per_shard: Sequence[tuple[Any, ...]] | None = None) -> list[Any]:
         """`method` on every shard (or on `shards`, each with its own args), all at once."""
+        return await self._gather(method, self._send(method, *args, shards=shards, per_shard=per_shard))
+
+    def _send(self, method: str, *args: Any, shards: Sequence[int] | None = None,
+              per_shard: Sequence[tuple[Any, ...]] | None = None) -> list[Awaitable[Any]]:
+        """Make the calls of `_all` (a Ray handle sends each now) without waiting for them."""
         chosen = list(range(len(self.offsets))) if shards is None else list(shards)
-        calls = [self.call(shard, method, *(per_shard[n] if per_shard else args)) for n, shard in enumerate(chosen)]
+        try:
+            return [self.call(shard, method, *(per_shard[n] if per_shard else args)) for n, shard in enumerate(chosen)]
+        except QAError:
+            raise
+        except Exception as exc:  # no replica to send to
+            raise _failed(exc) from None
+
+    async def _gather(self, method: str, calls: list[Awaitable[Any]]) -> list[Any]:
+        """The results of calls made by `_send`, in order; a failed or late shard fails them all."""
         try:
             return list(await asyncio.wait_for(asyncio.gather(*calls), self.timeout))
         except QAError:
@@ -93,10 +108,7 @@ class Router:
                 f"A shard did not answer {method} within {self.timeout:.0f} s, so this question was not answered "
                 "(never from part of the articles). Ask again once every shard is up (`serve status`).") from None
         except Exception as exc:  # a dead replica, a lost node: Ray raises many kinds
-            raise ShardUnavailableError(
-                f"A shard failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}), so this "
-                "question was not answered (never from part of the articles). Ray Serve restarts the shard; "
-                "ask again in a few seconds.") from None
+            raise _failed(exc) from None
 
     async def answer(self, question: str, history: Sequence[str] | None = None,
                      max_citations: int | None = None) -> Answer:
@@ -123,8 +135,9 @@ class Router:
         settings = self.settings
         names = {text: sorted(set(tokenize(text))) for text in texts}
         every = sorted(set().union(*names.values()))
-        counts = await self._all("term_counts", every)
-        vectors = [self.encoder.encode([text])[0] for text in texts]  # one text at a time, as `Index` encodes
+        counting = self._send("term_counts", every)
+        vectors = [self.encoder.encode([text])[0] for text in texts]  # meanwhile; one at a time, as `Index` encodes
+        counts = await self._gather("term_counts", counting)
         known = np.fromiter(self._library, dtype=np.int64, count=len(self._library))
         asked = []
         for text, vector in zip(texts, vectors):
@@ -176,6 +189,13 @@ class Router:
             self._library.move_to_end(row)
         while len(self._library) > LIBRARY:
             self._library.popitem(last=False)
+
+
+def _failed(exc: Exception) -> ShardUnavailableError:
+    return ShardUnavailableError(
+        f"A shard failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}), so this "
+        "question was not answered (never from part of the articles). Ray Serve restarts the shard; "
+        "ask again in a few seconds.")
 
 
 class _NotRanked(LookupError):

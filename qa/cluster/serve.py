@@ -48,8 +48,8 @@ class RouterServer:
     def __init__(self, shards: Sequence[Any], offsets: list[int], manifest: dict[str, Any], timeout: float) -> None:
         self.shards = list(shards)
 
-        async def call(shard: int, method: str, *args: Any) -> Any:
-            return await getattr(self.shards[shard], method).remote(*args)
+        def call(shard: int, method: str, *args: Any) -> Any:
+            return getattr(self.shards[shard], method).remote(*args)  # sent now; awaited by the router
 
         self.router = Router(call, offsets, manifest, Settings(), timeout)
 
