@@ -182,3 +182,10 @@ def search(question: str, history: Sequence[str] | None, rank: Ranker, corpus: C
     if hits and outside_article(question, hits[0], corpus):
         hits = [hits[0]._replace(confidence=NO_HITS), *hits[1:]]
     return question, hits
+
+
+def searched_texts(question: str, history: Sequence[str] | None) -> list[str]:
+    """Every text `search` may rank for this turn: the resolved text, then, for a follow-up, the
+    turn alone (searched when the earlier topic does not fit it). A sharded engine asks for them at once."""
+    joined = questions.resolve(question, history)
+    return [joined] if joined == question else [joined, question]

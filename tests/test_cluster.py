@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 
 from conftest import ROOT, SQUAD_DEV, seed_questions
 from qa import Index
+from qa.errors import EmptyQuestionError
 from qa.cluster.shards import ShardingError, shard_groups
 
 # Not imported here: Ray reads its auth settings when first imported, after the cluster sets them.
@@ -31,6 +33,9 @@ needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed: `pip 
 needs_squad = pytest.mark.skipif(not SQUAD_DEV.is_file(), reason=f"SQuAD dev not found at {SQUAD_DEV}: clone next to shared/")
 ARTICLES = 8
 SHARDS = 3
+FOLLOWUP_DATA = ROOT / "tests" / "data" / "followups"
+TURNS = [json.loads(line) for line in (FOLLOWUP_DATA / "turns.jsonl").read_text(encoding="utf-8").splitlines()]
+FOLLOWUPS = [row for row in TURNS if not row.get("error")]  # chat turns with their histories (tests/test_followups.py)
 # Ray Serve 2.60's own pydantic models warn on import; nothing of ours.
 pytestmark = pytest.mark.filterwarnings("ignore:Using extra keyword arguments on `Field`")
 
@@ -48,13 +53,6 @@ def test_shards_are_runs_of_adjacent_segments_of_similar_size() -> None:
     assert shard_groups([5, 5, 5], 3) == [range(0, 1), range(1, 2), range(2, 3)]
     with pytest.raises(ShardingError, match="has 2 segment.*--segments 3"):
         shard_groups([10, 10], 3)
-
-
-ROUTER_GAP = pytest.mark.xfail(strict=True, reason=(
-    "the router (qa/cluster/router.py) predates the turn rules of qa/turns.py (follow-up fit, money preference, "
-    "answers outside their article) and the calibrated confidence, merged in the same stop: those read sentence, "
-    "paragraph and article text the router does not fetch from the shards yet, so some answers differ "
-    "(e.g. money sentences 3 points lower). Issue 15 stays open for this."))
 
 
 @pytest.fixture(scope="module")
@@ -104,20 +102,42 @@ def _by_sentence(index: Index) -> dict[tuple[str, int, int], tuple[np.ndarray, n
             for i, row in enumerate(corpus.table)}
 
 
-def _answers(answer, questions: list[str]) -> list[tuple]:
+def _answers(answer, questions: list[str], histories: list[list[str] | None] | None = None) -> list[tuple]:
+    """What the user sees of each answer: abstained or not, the text searched, the quoted (or related)
+    sentences with where they are, and the scores and confidence (compared to 1e-5)."""
     out = []
-    for question in questions:
-        result = answer(question)
+    for question, history in zip(questions, histories or [None] * len(questions), strict=True):
+        result = answer(question, history) if history else answer(question)
         cited = result.related if result.abstained else result.citations
-        out.append((result.abstained, [(c.article_id, c.start, c.end, c.sentence) for c in cited],
-                    [c.score for c in cited]))
+        out.append(((result.abstained, result.query, [(c.article_id, c.start, c.end, c.sentence) for c in cited]),
+                    [*(c.score for c in cited), result.confidence]))
     return out
 
 
 def _assert_same(one: list[tuple], other: list[tuple]) -> None:
-    for (abstained_a, cited_a, scores_a), (abstained_b, cited_b, scores_b) in zip(one, other, strict=True):
-        assert abstained_a == abstained_b and cited_a == cited_b
+    for (seen_a, scores_a), (seen_b, scores_b) in zip(one, other, strict=True):
+        assert seen_a == seen_b
         np.testing.assert_allclose(scores_a, scores_b, atol=1e-5)
+
+
+def _in_process_router(index: Index, calls: list[str] | None = None):
+    """A router over one shard per segment of `index`, its shards read in this process (no Ray);
+    the methods it calls are appended to `calls`."""
+    from qa.cluster.router import Router, in_process
+    from qa.cluster.shards import ShardReader
+    from qa.store import read_commit
+
+    manifest = read_commit(index.path)
+    groups = shard_groups([e["sentences"] for e in manifest["segments"]], len(manifest["segments"]))
+    readers = [ShardReader(index.path, list(g), manifest["generation"]) for g in groups]
+    shard_call = in_process(readers)
+
+    async def call(shard: int, method: str, *args):
+        if calls is not None:
+            calls.append(method)
+        return await shard_call(shard, method, *args)
+
+    return Router(call, [r.offset for r in readers], manifest)
 
 
 @pytest.mark.slow
@@ -139,7 +159,6 @@ def test_a_ray_build_equals_a_local_build(builds, squad) -> None:
 @pytest.mark.slow
 @needs_ray
 @needs_squad
-@ROUTER_GAP
 def test_three_shards_on_ray_serve_answer_as_one_index_and_survive_a_killed_replica(builds, squad, cluster) -> None:
     import ray
 
@@ -152,6 +171,10 @@ def test_three_shards_on_ray_serve_answer_as_one_index_and_survive_a_killed_repl
         questions = [q.text for q in squad[1].questions][::10] + [row["question"] for row in seed_questions()]
         expected = _answers(on_ray.answer, questions)
         _assert_same(_answers(lambda q: handle.answer.remote(q).result(), questions), expected)
+        turns = [t for t in FOLLOWUPS if t["history"]]  # asked of these articles: joined, alone, abstaining
+        _assert_same(_answers(lambda q, h: handle.answer.remote(q, h).result(), [t["question"] for t in turns],
+                              [t["history"] for t in turns]),
+                     _answers(on_ray.answer, [t["question"] for t in turns], [t["history"] for t in turns]))
 
         # Kill one shard's replica mid-run: Serve restarts it; meanwhile an answer is either
         # whole or a clear error, never one from the other shards alone.
@@ -180,13 +203,12 @@ def test_three_shards_on_ray_serve_answer_as_one_index_and_survive_a_killed_repl
 @pytest.mark.slow
 @needs_ray
 @needs_squad
-@ROUTER_GAP
 def test_the_app_backend_answers_through_the_shards_and_follows_writes(builds, cluster, tmp_path: Path) -> None:
     """`app.py --ray`: answers come from the router; an add or remove redeploys the shards."""
     from qa.articles import parse_article
     from qa.cluster.backend import ClusterIndex
+    from qa.chat_session import ChatSession
     from qa.errors import QuestionError
-    from qa.webapp import ChatApp
 
     shutil.copytree(builds[0].path, tmp_path / "index")
     index = Index.load(tmp_path / "index")
@@ -197,7 +219,7 @@ def test_the_app_backend_answers_through_the_shards_and_follows_writes(builds, c
                                         "storm.\n", name="korvik")])
     cited = backend.answer(question).citations
     assert cited and cited[0].article_id == "korvik" and cited == index.answer(question).citations
-    _, record = ChatApp(backend).chat(question, [])  # the chat app over it
+    _, record, _ = ChatSession(backend).reply(question, [])  # the chat app over it
     assert record["citations"][0]["article_id"] == "korvik"
     backend.remove("korvik")
     assert all(c.article_id != "korvik" for c in backend.answer(question).citations + backend.answer(question).related)
@@ -207,23 +229,49 @@ def test_the_app_backend_answers_through_the_shards_and_follows_writes(builds, c
 
 @pytest.mark.slow
 @needs_squad
-@ROUTER_GAP
 def test_the_router_in_process_answers_as_one_index(squad, tmp_path: Path) -> None:
     """The two ranking phases over shards equal one index, without Ray (the router's own logic):
     3 SQuAD articles added one by one (one segment each, merges off), one shard per segment."""
-    from qa.cluster.router import Router, in_process
-    from qa.cluster.shards import ShardReader
-    from qa.store import read_commit
-
     source, data = squad
     index = Index.empty(tmp_path / "idx")
     index.merge_policy = None
     for article in data.articles[:SHARDS]:
         index.add(source / f"{article.file_name}.txt")
-    manifest = read_commit(index.path)
-    groups = shard_groups([e["sentences"] for e in manifest["segments"]], SHARDS)
-    readers = [ShardReader(index.path, list(g), manifest["generation"]) for g in groups]
-    router = Router(in_process(readers), [r.offset for r in readers], manifest)
+    router = _in_process_router(index)
     questions = [q.text for q in data.questions if q.article < SHARDS][::8]
     questions += [row["question"] for row in seed_questions()]
     _assert_same(_answers(lambda q: asyncio.run(router.answer(q)), questions), _answers(index.answer, questions))
+
+
+def test_the_router_follows_a_chat_as_one_index(tmp_path: Path) -> None:
+    """Follow-ups (joined, searched alone, abstaining), money questions and answers outside their
+    article: every turn of the follow-up set (tests/data/followups) with its history, over one
+    shard per article, answers as one index does."""
+    turns = FOLLOWUPS
+    index = Index.empty(tmp_path / "idx")
+    index.merge_policy = None
+    for article in [*sorted((FOLLOWUP_DATA / "articles").iterdir()), *sorted((ROOT / "seeds").glob("*.txt"))]:
+        index.add(article)
+    calls: list[str] = []
+    router = _in_process_router(index, calls)
+    assert len(router.offsets) >= SHARDS
+    questions = [t["question"] for t in turns] + [row["question"] for row in seed_questions()]
+    histories = [t["history"] for t in turns] + [None] * len(seed_questions())
+    expected = _answers(index.answer, questions, histories)
+    searched = [seen[1] for seen, _ in expected]
+    assert any(query != question for query, question in zip(searched, questions))  # joined with the earlier turn
+    assert any(query == question and history for query, question, history in zip(searched, questions, histories))
+    assert {seen[0] for seen, _ in expected} == {True, False}  # answers and abstentions
+
+    def routed(question: str, history: list[str] | None = None):
+        calls.append("question")
+        return asyncio.run(router.answer(question, history))
+
+    _assert_same(_answers(routed, questions, histories), expected)
+    # Two round trips (statistics, candidates) answer almost every turn: a third (details) is rare.
+    per_turn = " ".join(calls).split("question")[1:]
+    assert all(turn.split().count("term_counts") == len(router.offsets) for turn in per_turn)
+    assert sum("details" in turn for turn in per_turn) <= len(per_turn) // 10, per_turn
+    for noise in (row for row in TURNS if row.get("error")):  # no words: the same typed error as `Index.answer`
+        with pytest.raises(EmptyQuestionError, match="Ask a question in words"):
+            asyncio.run(router.answer(noise["question"], noise["history"]))

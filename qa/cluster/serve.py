@@ -34,11 +34,12 @@ class ShardServer:
     def term_counts(self, names: list[str]) -> Any:
         return self.reader.term_counts(names)
 
-    def candidates(self, question: str, query_vector: Any, stats: Any, settings: Settings) -> Any:
-        return self.reader.candidates(question, query_vector, stats, settings)
+    def candidates(self, question: str, query_vector: Any, stats: Any, settings: Settings, best: int = 0,
+                   known: Any = ()) -> Any:
+        return self.reader.candidates(question, query_vector, stats, settings, best, known)
 
-    def details(self, ids: Any) -> Any:
-        return self.reader.details(ids)
+    def details(self, vector_ids: Any, article_ids: Any) -> Any:
+        return self.reader.details(vector_ids, article_ids)
 
 
 class RouterServer:
@@ -47,8 +48,8 @@ class RouterServer:
     def __init__(self, shards: Sequence[Any], offsets: list[int], manifest: dict[str, Any], timeout: float) -> None:
         self.shards = list(shards)
 
-        async def call(shard: int, method: str, *args: Any) -> Any:
-            return await getattr(self.shards[shard], method).remote(*args)
+        def call(shard: int, method: str, *args: Any) -> Any:
+            return getattr(self.shards[shard], method).remote(*args)  # sent now; awaited by the router
 
         self.router = Router(call, offsets, manifest, Settings(), timeout)
 

@@ -7,9 +7,13 @@ row. The router asks every shard for
 1. `term_counts`: what the BM25 statistics sum over its live sentences (summed by the router
    with `qa.store.snapshot.statistics_of`, exactly as one index sums its segments);
 2. `candidates`: its dense and BM25 top-k with raw features (`qa.ranking.shard_candidates`),
-   which the router fuses (`qa.ranking.fuse`) as one index does;
-3. `details`: for the hits an answer may quote, their articles, sentence rows and vectors, from
-   which the router assembles a small `Corpus` and composes the answer with `qa.answering`.
+   which the router fuses (`qa.ranking.fuse`) as one index does, and the `Lines` of those
+   candidates (row, text, article title): all that the money preference and the follow-up fit read;
+3. `details`: for the hits an answer looks at, their whole articles (with sentence rows) and
+   vectors: what the confidence, the article checks and the citations read.
+
+The router reads both through `qa.cluster.fetched.Fetched`, a corpus by global id, and answers
+with the single index's own code (`qa.turns`, `qa.answering`).
 
 `qa.cluster.serve` runs these as Ray Serve deployments; the tests also call them in process.
 """
@@ -23,9 +27,9 @@ import numpy as np
 
 from qa.articles import Article
 from qa.config import Settings
-from qa.corpus import ARTICLE, Corpus
+from qa.corpus import ARTICLE
 from qa.errors import QAError
-from qa.ranking import Candidates, Hit, shard_candidates
+from qa.ranking import Candidates, fuse, shard_candidates
 from qa.store import Segment, Snapshot, dead_article_rows, read_commit, read_segment_data
 from qa.store.snapshot import TermCounts
 
@@ -34,13 +38,21 @@ class ShardingError(QAError, ValueError):
     """The index cannot be split into the shards asked for."""
 
 
-class Details(NamedTuple):
-    """What composing an answer reads about some sentences, from the shard that holds them."""
+class Lines(NamedTuple):
+    """Candidates' sentence rows and texts, and their articles' ids and titles (the light tier)."""
 
     ids: np.ndarray  # global sentence ids
-    articles: list[Article]  # the article of each id, row for row
-    rows: np.ndarray  # (n, 5) sentence table rows (the article column is the shard's own)
-    vectors: np.ndarray  # (n, d) sentence vectors
+    rows: np.ndarray  # (n, 5) sentence table rows; the article column is the global article row
+    texts: list[str]
+    titles: dict[int, tuple[str, str]]  # global article row -> (article id, title)
+
+
+class Details(NamedTuple):
+    """Vectors of some sentences, and some whole articles with their sentence rows (global ids and rows)."""
+
+    ids: np.ndarray  # global sentence ids of `vectors`
+    vectors: np.ndarray  # (n, d)
+    articles: list[tuple[int, int, Article, np.ndarray]]  # (global article row, first sentence id, article, rows)
 
 
 def shard_groups(sentences: Sequence[int], shards: int) -> list[range]:
@@ -86,6 +98,7 @@ class ShardReader:
         entries = manifest["segments"]
         first = positions[0]
         self.offset = int(sum(entry["sentences"] for entry in entries[:first]))
+        self.article_offset = int(sum(entry["articles"] for entry in entries[:first]))
         segments = [Segment(entries[p]["name"], read_segment_data(self.path / entries[p]["name"], entries[p]["sentences"]),
                             dead_article_rows(entries[p], self.path)) for p in positions]
         self.snapshot = Snapshot(segments, manifest, int(manifest["model"]["dimension"]))
@@ -95,57 +108,45 @@ class ShardReader:
         """Phase zero: the shard's part of the BM25 statistics of `names`."""
         return self.snapshot.term_counts(names)
 
-    def candidates(self, question: str, query_vector: np.ndarray, stats: Any, settings: Settings) -> Candidates | None:
-        """Phase one: the shard's candidates with raw features (None when it has no live sentence)."""
+    def candidates(self, question: str, query_vector: np.ndarray, stats: Any, settings: Settings,
+                   best: int = 0, known: Sequence[int] = ()) -> tuple[Candidates, Lines, Details] | None:
+        """Phase one: the shard's candidates with raw features, their `Lines`, and the `Details` of
+        its own `best` hits (fused over this shard alone: the router's first reads are mostly among
+        them), without the articles at global rows `known` (the router holds those). None when the
+        shard has no live sentence."""
         if len(self.snapshot) == 0:
             return None
-        return shard_candidates(question, query_vector, self.snapshot, stats, settings, offset=self.offset)
-
-    def details(self, ids: np.ndarray) -> Details:
-        """Articles, sentence rows and vectors of global sentence ids this shard holds."""
-        local = np.asarray(ids, dtype=np.int64) - self.offset
+        found = shard_candidates(question, query_vector, self.snapshot, stats, settings, offset=self.offset)
+        local = found.ids - self.offset
         corpus = self.snapshot.corpus
-        rows = corpus.table[local]
-        articles = [corpus.articles[int(row)] for row in rows[:, ARTICLE].tolist()]
-        return Details(np.asarray(ids, dtype=np.int64), articles, rows.copy(),
-                       np.asarray(self.snapshot.embeddings[local], dtype=np.float32))
+        rows = self._global_rows(corpus.table[local])
+        titles = {row: (corpus.articles[row - self.article_offset].id, corpus.articles[row - self.article_offset].title)
+                  for row in np.unique(rows[:, ARTICLE]).tolist()}
+        top = np.array([hit.sentence_id for hit in fuse(question, [found], settings)[:best]], dtype=np.int64)
+        wanted = np.setdiff1d(np.unique(corpus.table[top - self.offset, ARTICLE]) + self.article_offset, known)
+        firsts = np.searchsorted(corpus.table[:, ARTICLE], wanted - self.article_offset) + self.offset
+        return found, Lines(found.ids, rows, corpus.sentences(local), titles), self.details(top, firsts)
+
+    def details(self, vector_ids: np.ndarray, article_ids: np.ndarray) -> Details:
+        """Vectors of global sentence ids `vector_ids`, and the whole articles of `article_ids`."""
+        corpus = self.snapshot.corpus
+        vector_ids = np.asarray(vector_ids, dtype=np.int64)
+        vectors = np.asarray(self.snapshot.embeddings[vector_ids - self.offset], dtype=np.float32)
+        owners = corpus.table[:, ARTICLE]  # ascending: segments and their articles follow one another
+        articles = []
+        for row in np.unique(owners[np.asarray(article_ids, dtype=np.int64) - self.offset]).tolist():
+            first, end = np.searchsorted(owners, [row, row + 1])
+            articles.append((row + self.article_offset, int(first) + self.offset, corpus.articles[row],
+                             self._global_rows(corpus.table[first:end])))
+        return Details(vector_ids, vectors, articles)
+
+    def _global_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Sentence rows with the global article row in the article column."""
+        rows = rows.copy()
+        rows[:, ARTICLE] += self.article_offset
+        return rows
 
 
 def owner_of(ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """The shard of each global id, given each shard's first id (ascending)."""
     return np.searchsorted(offsets, ids, side="right") - 1
-
-
-def quotable(hits: list[Hit], settings: Settings, limit: int) -> int:
-    """How many of the best hits an answer may read: all whose score can still be quoted
-    (`qa.answering.select` stops at the first below the ratio), or every hit when abstaining."""
-    if not hits:
-        return 0
-    if hits[0].confidence < settings.abstain_threshold:
-        return len(hits)
-    floor = settings.support_ratio * hits[0].score
-    return next((n for n, hit in enumerate(hits) if hit.score < floor), len(hits))
-
-
-def small_corpus(hits: list[Hit], parts: list[Details]) -> tuple[list[Hit], Corpus, np.ndarray]:
-    """The hits renumbered into a corpus of just their sentences, that corpus, and its vectors:
-    what `qa.answering.compose` reads, with the same order and scores."""
-    by_id: dict[int, tuple[Article, np.ndarray, np.ndarray]] = {}
-    for part in parts:
-        for sentence, article, row, vector in zip(part.ids.tolist(), part.articles, part.rows, part.vectors):
-            by_id[sentence] = (article, row, vector)
-    articles: list[Article] = []
-    article_rows: dict[str, int] = {}
-    table = np.zeros((len(hits), 5), dtype=np.int64)
-    vectors = []
-    for n, hit in enumerate(hits):
-        article, row, vector = by_id[hit.sentence_id]
-        if article.id not in article_rows:
-            article_rows[article.id] = len(articles)
-            articles.append(article)
-        table[n] = row
-        table[n, ARTICLE] = article_rows[article.id]
-        vectors.append(vector)
-    renumbered = [hit._replace(sentence_id=n) for n, hit in enumerate(hits)]
-    matrix = np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
-    return renumbered, Corpus(tuple(articles), table), matrix
