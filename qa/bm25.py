@@ -129,8 +129,9 @@ class LexicalIndex:
         self._last_query: _Query | None = None
         self.mean_length = float(self.lengths.mean()) if self.size else 0.0
         self._idf = _idf(np.diff(postings.indptr), self.size)
-        self._weights, self._ceiling = self._weights_at(self.mean_length)
-        self._other_weights: tuple[float, np.ndarray, np.ndarray] | None = None  # at a corpus-wide mean length
+        # Every posting's weight at one mean length, made when first read: a segment of a larger
+        # corpus is scored at the corpus-wide mean and never needs its own (one float per posting).
+        self._weights_cache: tuple[float, np.ndarray, np.ndarray] | None = None
 
     def _weights_at(self, mean_length: float) -> tuple[np.ndarray, np.ndarray]:
         """Every posting's saturated weight at `mean_length`, and the largest per term (which bounds
@@ -145,14 +146,13 @@ class LexicalIndex:
         return weights, ceiling
 
     def _weights_for(self, stats: Statistics | None) -> tuple[np.ndarray, np.ndarray]:
-        """The weights at the mean length in force: this index's own, or the corpus-wide one
-        (computed once per distinct value: it changes only when the corpus does)."""
-        if stats is None or stats.mean_length == self.mean_length:
-            return self._weights, self._ceiling
-        cached = self._other_weights
-        if cached is None or cached[0] != stats.mean_length:
-            cached = (stats.mean_length, *self._weights_at(stats.mean_length))
-            self._other_weights = cached  # one swap: safe when threads race
+        """The weights at the mean length in force: this index's own, or the corpus-wide one.
+        Computed when that value changes (it changes only when the corpus does) and kept alone."""
+        mean_length = self.mean_length if stats is None else stats.mean_length
+        cached = self._weights_cache
+        if cached is None or cached[0] != mean_length:
+            cached = (mean_length, *self._weights_at(mean_length))
+            self._weights_cache = cached  # one swap: safe when threads race
         return cached[1], cached[2]
 
     # --- statistics --------------------------------------------------------
