@@ -85,8 +85,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from qa.config import default_index_path
 
     index = args.index or default_index_path()
-    deploy(args.ray, index, args.shards, replicas=args.replicas, http_port=args.port)
-    print(f"serving {index} as {args.shards} shard(s) x {args.replicas} replica(s) on the Ray cluster at {args.ray}; "
+    deploy(args.ray, index, args.shards, replicas=args.replicas, max_replicas=args.max_replicas, http_port=args.port)
+    replicas = f"{args.replicas}-{args.max_replicas}" if args.max_replicas else str(args.replicas)
+    print(f"serving {index} as {args.shards} shard(s) x {replicas} replica(s) on the Ray cluster at {args.ray}; "
           f"POST {{\"question\": ...}} to http://127.0.0.1:{args.port}/ (Ctrl-C stops)", flush=True)
     try:
         while True:
@@ -178,6 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--ray", metavar="ADDRESS", required=True, help="the Ray cluster's head (host:port)")
     serve.add_argument("--shards", type=int, default=1, help="shards, each a run of adjacent segments (default: 1)")
     serve.add_argument("--replicas", type=int, default=1, help="replicas of each shard (default: 1)")
+    serve.add_argument("--max-replicas", type=int, default=None,
+                       help="autoscale each shard between --replicas and this many replicas by its queue "
+                            "(Ray Serve autoscaling; default: a fixed --replicas)")
     serve.add_argument("--port", type=int, default=8000, help="HTTP port on 127.0.0.1 (default: 8000)")
 
     remove = command("remove", cmd_remove, "Remove an article by id (see `qa list`).")

@@ -23,6 +23,8 @@ from qa.config import Settings
 from qa.store import read_commit
 
 APP = "qa"
+# A shard answers in a few milliseconds; more than this many waiting per replica adds one.
+TARGET_ONGOING_REQUESTS = 4
 
 
 class ShardServer:
@@ -67,10 +69,16 @@ class RouterServer:
         return asdict(result)
 
 
-def deploy(address: str, index: str | Path, shards: int, *, replicas: int = 1, http_port: int | None = None,
-           timeout: float = 60.0) -> Any:
+def deploy(address: str, index: str | Path, shards: int, *, replicas: int = 1, max_replicas: int | None = None,
+           http_port: int | None = None, timeout: float = 60.0) -> Any:
     """Deploy the shards of the index at `index` and their router on the cluster at `address`;
-    returns the router's handle. With `http_port`, Serve also listens on 127.0.0.1:`http_port`."""
+    returns the router's handle. With `http_port`, Serve also listens on 127.0.0.1:`http_port`.
+
+    Each shard runs `replicas` replicas, or, with `max_replicas`, between the two as Ray Serve's
+    autoscaler decides from the requests waiting on each replica (`TARGET_ONGOING_REQUESTS`).
+    """
+    if replicas < 1 or (max_replicas is not None and max_replicas < replicas):
+        raise ValueError(f"replicas must be >= 1 and max_replicas >= replicas (got {replicas} and {max_replicas})")
     connect(address)
     from ray import serve
 
@@ -87,8 +95,11 @@ def deploy(address: str, index: str | Path, shards: int, *, replicas: int = 1, h
         serve.start(proxy_location="Disabled")  # handles only: no HTTP port opened on any node
     else:
         serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": http_port})
-    shard_deployment = serve.deployment(ShardServer, num_replicas=replicas, ray_actor_options={"num_cpus": 0.25},
-                                        max_ongoing_requests=64)
+    scaling: dict[str, Any] = ({"num_replicas": replicas} if max_replicas is None else {"autoscaling_config": {
+        "min_replicas": replicas, "initial_replicas": replicas, "max_replicas": max_replicas,
+        "target_ongoing_requests": TARGET_ONGOING_REQUESTS}})
+    shard_deployment = serve.deployment(ShardServer, ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64,
+                                        **scaling)
     bound = [shard_deployment.options(name=f"shard-{n}").bind(str(path), list(group), generation)
              for n, group in enumerate(groups)]
     router = serve.deployment(RouterServer, name="router", ray_actor_options={"num_cpus": 0.25})
