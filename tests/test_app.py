@@ -276,7 +276,7 @@ def test_bad_max_citations_are_clamped_without_a_traceback(app_url: str, index_c
     assert f"Open {app_url.rstrip('/')} in a browser" in log
 
 
-LEDGER_ROWS = 500  # ~1,500 texts to embed: seconds of work, while each chat takes well under one
+LEDGER_ROWS = 1000  # ~3,000 texts to embed: seconds of work, while each chat takes well under one
 
 
 def _ledger(rows: int) -> str:

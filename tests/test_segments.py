@@ -88,7 +88,7 @@ def test_one_segment_per_article_answers_like_one_build_and_like_its_merge(tmp_p
 
 
 def test_an_add_writes_one_segment_and_touches_no_other_file(tmp_path: Path) -> None:
-    index = Index.load(copy_seed_index(tmp_path / "index"))
+    index = Index.build(SEEDS, tmp_path / "index")  # built, not copied: its write lock is there before the add
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "index").rglob("*") if p.is_file()}
     index.add(write_article(tmp_path / "in", "pier", "Pier Works", "The new pier opened in June with 12 berths."))
     after = {p: p.stat().st_mtime_ns for p in (tmp_path / "index").rglob("*") if p.is_file()}
