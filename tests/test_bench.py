@@ -9,6 +9,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,13 +30,28 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--articles", "2", "--questions", "8", "--sizes", "3000",
-         "--stages", "build,rebuild,add,answer,segments,scale", "--out", str(out)],
+         "--stages", "build,rebuild,add,answer,segments,scale", "--out", str(out), "--keep"],
         check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
+    kept = re.search(r"kept (\S+)", done.stderr)
+    if kept:  # the scratch folder, kept so that its embeddings can be shared below
+        share_embeddings(Path(kept.group(1)) / "cache")
+        shutil.rmtree(kept.group(1), ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| figure | measured |" in done.stdout  # the table is printed
     assert (out / "speed.md").read_text().startswith("Machine:")
     return json.loads((out / "speed.json").read_text())
+
+
+def share_embeddings(bench_cache: Path) -> None:
+    """Put the vectors the benchmark computed (its cold build of the first two SQuAD dev articles)
+    into the session's embedding cache. The benchmark starts from an empty cache of its own, as
+    it must; the tests after it that index the same articles (the proximity sweep here, the
+    cluster, eval and segment tests) then read those vectors instead of computing them again."""
+    embeddings = bench_cache / "embeddings"
+    if embeddings.is_dir():
+        shutil.copytree(embeddings, Path(os.environ["QA_CACHE_DIR"]) / "embeddings", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".*"))
 
 
 def test_every_stage_reports(report: dict) -> None:
