@@ -82,6 +82,22 @@ def seed_index(seed_index_copy: Path):
     return Index.load(seed_index_copy)
 
 
+def model_only_cache(root: Path) -> Path:
+    """A cache root at `root` holding the session's exported ONNX model and no embeddings.
+
+    A process given it starts as one whose model was exported earlier (no torch import, no
+    export), while every text it embeds is still embedded, not read from a cache.
+    """
+    from qa.encoder import Encoder
+
+    Encoder().runtime  # noqa: B018 - exports into the session cache on first use
+    exported = Path(os.environ["QA_CACHE_DIR"]) / "onnx"
+    root.mkdir(parents=True, exist_ok=True)
+    if exported.is_dir():  # absent when the torch backend is forced ($QA_ENCODER_BACKEND)
+        shutil.copytree(exported, root / "onnx", ignore=shutil.ignore_patterns(".export.lock"))
+    return root
+
+
 def write_article(folder: Path, name: str, title: str, body: str, date: str | None = "2024-05-01") -> Path:
     """Write a small .txt article in the seed layout: title, date, body paragraphs."""
     folder.mkdir(parents=True, exist_ok=True)

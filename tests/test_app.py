@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import copy_seed_index
+from conftest import copy_seed_index, model_only_cache
 from gradio_client import Client, handle_file
 from gradio_client.utils import Status
 
@@ -35,7 +35,9 @@ def running_app(index: Path, workdir: Path) -> Iterator[str]:
     """`python app.py --index INDEX` on a free port (default host), until the block ends; yields its URL."""
     port = free_port()
     # A private embedding cache: a warm one would make adds instant and hide the add/chat overlap.
-    env = {**os.environ, "GRADIO_TEMP_DIR": str(workdir / "gradio-tmp"), "QA_CACHE_DIR": str(workdir / "cache"),
+    # It holds the exported model, so the app does not import torch to export it again.
+    cache = model_only_cache(workdir / "cache")
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(workdir / "gradio-tmp"), "QA_CACHE_DIR": str(cache),
            "QA_PORT": str(port)}
     log_path = workdir / "app.log"
     with log_path.open("w") as log:
@@ -275,6 +277,9 @@ def test_bad_max_citations_are_clamped_without_a_traceback(app_url: str, index_c
     assert f"Open {app_url.rstrip('/')} in a browser" in log
 
 
+LEDGER_ROWS = 1000  # ~3,000 texts to embed: seconds of work, while each chat takes well under one
+
+
 def _ledger(rows: int) -> str:
     """A long synthetic article (about grain silos) whose embedding keeps the app busy for seconds."""
     places = [a + b for a in ("Ost", "Wen", "Kar", "Bel", "Tor", "Mir", "Sal", "Dun") for b in ("mark", "ford", "by",
@@ -295,17 +300,17 @@ def _ledger(rows: int) -> str:
 def test_eight_concurrent_chats_while_an_article_is_added(app_url: str, index_copy: Path, seed_text: str) -> None:
     writer = Client(app_url, verbose=False)
     readers = [Client(app_url, verbose=False) for _ in range(8)]  # 8 chat sessions, connected up front
-    add_job = writer.submit("Grain silo ledger", _ledger(1000), api_name="/add_article")
+    add_job = writer.submit("Grain silo ledger", _ledger(LEDGER_ROWS), api_name="/add_article")
     deadline = time.monotonic() + 120
     while (update := add_job.status()).code != Status.PROGRESS:  # the add reports progress while it embeds
         assert time.monotonic() < deadline and not add_job.done(), f"no progress shown for the add: {update}"
         time.sleep(0.02)
-    assert any(u.desc and u.desc.startswith("Embedding 1,001 sentences") for u in update.progress_data), update
+    assert any(u.desc and u.desc.startswith(f"Embedding {LEDGER_ROWS + 1:,} sentences") for u in update.progress_data), update
     while not (moved := [u for u in add_job.status().progress_data or [] if u.progress and 0 < u.progress < 1]):
         assert time.monotonic() < deadline and not add_job.done(), f"the progress bar did not move: {add_job.status()}"
         time.sleep(0.02)
     moved = moved[0]  # the bar moves as the article is embedded, with count, rate and ETA
-    assert re.fullmatch(r"Embedded [\d,]+/1,001 sentences, [\d,]+ sentences/s, ETA \d+.*", moved.desc or ""), moved
+    assert re.fullmatch(rf"Embedded [\d,]+/{LEDGER_ROWS + 1:,} sentences, [\d,]+ sentences/s, ETA \d+.*", moved.desc or ""), moved
     chats = [reader.submit(ROBOTS, 3, api_name="/chat") for reader in readers]
     answered_during_add: list[bool] = []
     for job in chats:
@@ -321,14 +326,14 @@ def test_eight_concurrent_chats_while_an_article_is_added(app_url: str, index_co
     # Chats were answered while the add was still embedding: they did not queue behind it. (Usually all 8
     # are; on a loaded machine the last ones may land just after, so one is the proof asked for.)
     assert any(answered_during_add), f"no chat was answered before the add finished: {answered_during_add}"
-    assert status.startswith("Added 'Grain silo ledger' (grain-silo-ledger, 1001 sentences)"), status
+    assert status.startswith(f"Added 'Grain silo ledger' (grain-silo-ledger, {LEDGER_ROWS + 1} sentences)"), status
     _, record = ask(writer, "Which silo stored a record amount of rye?")
     assert "77,777" in record["citations"][0]["sentence"]
 
     from qa import Index  # the committed snapshot on disk is whole: it loads and holds the new article
 
     on_disk = Index.load(index_copy)
-    assert {a.id: a.sentences for a in on_disk.articles()}["grain-silo-ledger"] == 1001
+    assert {a.id: a.sentences for a in on_disk.articles()}["grain-silo-ledger"] == LEDGER_ROWS + 1
 
 
 def test_app_without_an_index_says_how_to_build_one(tmp_path: Path) -> None:

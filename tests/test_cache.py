@@ -153,9 +153,12 @@ def article_folder(tmp_path: Path) -> Path:
 
 
 def test_a_rebuild_encodes_nothing(article_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import model_only_cache
+
     from qa import Index
 
-    monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path / "cache"))
+    # An empty embedding cache of its own (with the session's exported model, not exported again).
+    monkeypatch.setenv("QA_CACHE_DIR", str(model_only_cache(tmp_path / "cache")))
     first = Index.build(article_folder, tmp_path / "one")
     shards = sorted(p.name for p in (tmp_path / "cache").rglob("*.keys.npy"))
     assert len(shards) == 1

@@ -82,7 +82,9 @@ def test_kill_while_embedding(tmp_path: Path, index_copy: Path) -> None:
 
 def test_kill_while_writing_files(tmp_path: Path, index_copy: Path) -> None:
     before = snapshot(index_copy)
-    process = start_add(index_copy, many_articles(tmp_path / "in", 40))
+    # 12 articles (~870 texts): the segment's files take tens of ms to write and sync whatever
+    # the input's size, while every text must be embedded first, so more input only adds waiting.
+    process = start_add(index_copy, many_articles(tmp_path / "in", 12))
     deadline = time.monotonic() + 180
     killed = False
     while time.monotonic() < deadline and process.poll() is None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import model_only_cache
 
 from qa import dense, vectors
 from qa.dense import DenseIndex, StoredVectors, choose_kind, load_vectors
@@ -230,7 +231,9 @@ def test_an_index_past_the_limit_uses_ivf_and_reads_vectors_by_row(
 
     monkeypatch.setattr(dense, "FLAT_LIMIT", 400)
     monkeypatch.setattr(vectors, "READ_ROWS_FROM", 400)
-    monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path / "cache"))
+    # A private cache: the stand-in vectors carry the real model's fingerprint and must not reach
+    # the session's embeddings. It holds the exported model, so questions do not export it again.
+    monkeypatch.setenv("QA_CACHE_DIR", str(model_only_cache(tmp_path / "cache")))
     index = Index.empty(tmp_path / "index", RandomEncoder())
     index.add_articles([article(n) for n in range(30)])
     first = index._state.segments[0]

@@ -290,7 +290,7 @@ def test_eval_abstains_exactly_when_index_answer_does_on_real_questions(slice_ru
     from qa.index import Index
 
     _, _, result = slice_run
-    sample = result["questions"][::5]
+    sample = result["questions"][::10]  # 105 of the 1,046, spread over both articles
     folders = write_articles(load_squad(SQUAD_DEV, articles=2), tmp_path / "articles")
     index = Index.build(folders[TUNING], tmp_path / "index")  # as the eval builds it: tuning half first
     half_decisions = [r["tuning_half_index"]["abstained"] for r in sample]
