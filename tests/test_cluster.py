@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, SQUAD_DEV, seed_questions
+from conftest import ROOT, SQUAD_DEV, model_only_cache, seed_questions
 from qa import Index
 from qa.errors import EmptyQuestionError
 from qa.cluster.shards import ShardingError, shard_groups
@@ -72,6 +72,7 @@ def cluster():
 
     folder = Path(tempfile.mkdtemp(prefix="qa-ray-", dir="/tmp"))  # short: Ray's socket paths must fit
     local = LocalCluster(folder, workers=1, cpus=1)
+    model_only_cache(folder / "cache")  # the nodes' cache: the exported model, no embeddings (each embeds cold)
     try:
         local.start()
         yield local

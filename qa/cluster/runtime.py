@@ -23,6 +23,8 @@ from qa.errors import QAError
 
 OFFLINE = {"RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
            "TOKENIZERS_PARALLELISM": "false"}
+# Seconds our local nodes get to exit after SIGTERM before they are killed.
+STOP_GRACE_S = 5
 FORWARDED = ("QA_ENCODER_BACKEND", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")
 
 
@@ -129,7 +131,8 @@ class LocalCluster:
         for process in ours.values():
             with contextlib.suppress(psutil.Error):
                 process.terminate()
-        _, alive = psutil.wait_procs(list(ours.values()), timeout=20)
+        # Some (GCS, raylets, agents) ignore SIGTERM while they wait on each other: a short grace, then kill.
+        _, alive = psutil.wait_procs(list(ours.values()), timeout=STOP_GRACE_S)
         for process in alive:
             with contextlib.suppress(psutil.Error):
                 process.kill()
