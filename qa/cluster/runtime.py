@@ -119,13 +119,19 @@ class LocalCluster:
         """Stop these nodes' processes, by id: those whose command line names our folder (GCS,
         raylets, their agents, the `ray start`s) and their children (the workers). Not `ray stop`,
         which would end every Ray process of the user on this machine, other clusters' too."""
-        import psutil  # a dependency of ray
+        import ray  # noqa: F401 - puts the psutil Ray bundles on the import path
+        import psutil
 
         folder = str(self.folder)
+        # The head's client server names only the GCS address (host:port), not our folder.
+        gcs_port = f":{self.address.rsplit(':', 1)[-1]}" if self.address else None
         ours: dict[int, Any] = {}
         for process in psutil.process_iter(["cmdline"]):
             with contextlib.suppress(psutil.Error):  # a process may end while we look
-                if any(folder in part for part in process.info["cmdline"] or []):
+                command = process.info["cmdline"] or []
+                client_server = gcs_port is not None and "ray.util.client.server" in command and any(
+                    part.startswith("--address=") and part.endswith(gcs_port) for part in command)
+                if client_server or any(folder in part for part in command):
                     for member in [process, *process.children(recursive=True)]:
                         ours[member.pid] = member
         for process in ours.values():
