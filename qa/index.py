@@ -21,7 +21,6 @@ import numpy as np
 from qa import questions, turns
 from qa.answering import Answer, compose
 from qa.articles import Article
-from qa.background import in_background
 from qa.bm25 import LexicalIndex
 from qa.config import Settings, default_index_path, default_source_path
 from qa.corpus import Corpus
@@ -35,7 +34,7 @@ from qa.errors import (
     ModelMismatchError,
 )
 from qa.progress import Reporter, Tracker, reporter_for
-from qa.ranking import Hit, dense_hits, rank
+from qa.ranking import Hit, rank
 from qa.store import (
     MANIFEST,
     MergePolicy,
@@ -247,9 +246,8 @@ class Index:
         questions.check_script(question, state.manifest.get("scripts", []))
 
         def ranked(text: str) -> list[Hit]:
-            # The dense half (encode, vector search) runs on another thread while BM25 searches.
-            dense = in_background(lambda: dense_hits(self.encoder.encode([text])[0], state, self.settings.candidates))
-            return rank(text, dense.result, state, self.settings)
+            encoding = self.encoder.encode_later([text])  # runs while BM25 searches
+            return rank(text, lambda: encoding.result()[0], state, self.settings)
 
         return turns.search(question, history, ranked, state.corpus, self.settings)  # follow-ups, answer fit
 

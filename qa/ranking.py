@@ -33,12 +33,15 @@ from typing import Callable, NamedTuple, Protocol
 import numpy as np
 
 from qa.arrays import ranges
-from qa.bm25 import Statistics
 from qa.config import Settings
 from qa.corpus import Corpus
+from qa.bm25 import Statistics
 from qa.cues import asks_for_cue
 from qa.lexical import coverage, phrase_matches
 from qa.questions import script_of
+
+
+QueryVector = np.ndarray | Callable[[], np.ndarray]  # a callable: the vector, still being encoded
 
 
 class Searchable(Protocol):
@@ -194,35 +197,18 @@ class Candidates(NamedTuple):
         return joined.take(np.argsort(joined.ids, kind="stable"))
 
 
-class DenseHits(NamedTuple):
-    """The dense half of a question's candidates: its vector, its cosine with every sentence
-    (None unless the corpus is searched exactly), and the dense top-k with their scores."""
-
-    vector: np.ndarray
-    similarities: np.ndarray | None
-    ids: np.ndarray
-    scores: np.ndarray
-
-
-def dense_hits(query_vector: np.ndarray, state: Searchable, k: int) -> DenseHits:
-    """The dense top-k of `state` for a query vector."""
-    similarities = state.similarities(query_vector)
-    return DenseHits(query_vector, similarities, *state.dense_top_scored(query_vector, k, similarities))
-
-
-def shard_candidates(question: str, query: np.ndarray | Callable[[], DenseHits], state: Searchable,
-                     stats: Statistics, settings: Settings, offset: int = 0) -> Candidates:
+def shard_candidates(question: str, query_vector: QueryVector, state: Searchable, stats: Statistics,
+                     settings: Settings, offset: int = 0) -> Candidates:
     """Phase one: the dense and BM25 top-k of `state` (a whole index or one shard of it), with
     their raw features. `stats` are the corpus-wide BM25 statistics; `offset` turns the state's
-    ids into global ones.
-
-    `query` is the question's vector, or a callable that returns its `DenseHits`: the dense half
-    under way on another thread (`qa.index`), collected after the BM25 half is done.
-    """
+    ids into global ones. The BM25 top-k comes first: a `query_vector` still being encoded is
+    waited for only after it."""
     k = settings.candidates
     lexical_ids, lexical_scores = state.lexical_top_scored(question, k, stats)
-    dense = query() if callable(query) else dense_hits(query, state, k)
-    query_vector, similarities, dense_ids, dense_scores = dense
+    if callable(query_vector):
+        query_vector = query_vector()
+    similarities = state.similarities(query_vector)
+    dense_ids, dense_scores = state.dense_top_scored(query_vector, k, similarities)
     ids = np.union1d(dense_ids, lexical_ids).astype(np.int64)
     dense_score = np.full(len(ids), -np.inf, dtype=np.float64)
     dense_score[np.searchsorted(ids, dense_ids)] = dense_scores
@@ -281,10 +267,11 @@ def fuse(question: str, shards: list[Candidates], settings: Settings) -> list[Hi
     return list(map(Hit._make, columns))
 
 
-def rank(question: str, query: np.ndarray | Callable[[], DenseHits], state: Searchable, settings: Settings) -> list[Hit]:
+def rank(question: str, query_vector: QueryVector, state: Searchable, settings: Settings) -> list[Hit]:
     """Every candidate sentence for a question, best first (ties broken by lower sentence id):
-    the two phases over the whole index as one shard. `query`: see `shard_candidates`."""
+    the two phases over the whole index as one shard. `query_vector` may be a callable that
+    returns it (an encode under way: see `shard_candidates`)."""
     if len(state.corpus) == 0:
         return []
     stats = state.statistics(question)
-    return fuse(question, [shard_candidates(question, query, state, stats, settings)], settings)
+    return fuse(question, [shard_candidates(question, query_vector, state, stats, settings)], settings)

@@ -71,16 +71,3 @@ def test_paragraph_features_from_similarities_equal_those_from_vectors(seed_inde
     from_vectors = ranking._paragraph_features(state, ids, vector)
     for name, fast, slow in zip(("sentence", "mean", "paragraph", "neighbour"), shortcut, from_vectors):
         np.testing.assert_allclose(fast, slow, atol=1e-5, err_msg=name)
-
-
-def test_the_dense_half_on_another_thread_ranks_as_in_line(seed_index) -> None:
-    """`Index.search` encodes and searches vectors on a background thread while BM25 searches;
-    the hits equal those of ranking with the vector computed first, in line."""
-    state = seed_index._state
-    for question in ("How many industrial robots were installed in China in 2022?",
-                     "Which company blocked access to its models?", "What share of the market do they hold?"):
-        vector = seed_index.encoder.encode([question])[0]
-        in_line = ranking.rank(question, vector, state, seed_index.settings)
-        overlapped = seed_index.search(question)[1]
-        assert [h.sentence_id for h in overlapped] == [h.sentence_id for h in in_line]
-        np.testing.assert_allclose([h.score for h in overlapped], [h.score for h in in_line], atol=1e-6)
