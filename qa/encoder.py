@@ -12,7 +12,6 @@ import hashlib
 import logging
 import os
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -136,7 +135,6 @@ def _check_backend(name: str, where: str) -> str:
 _TORCH = "torch"  # the runtime marker for sentence-transformers; otherwise an OnnxEncoder
 _runtimes: dict[tuple[str, str, str], Any] = {}
 _runtimes_lock = threading.Lock()
-_background: ThreadPoolExecutor | None = None  # encodes questions beside the lexical search; made on first use
 
 
 @functools.lru_cache(maxsize=8)
@@ -251,15 +249,3 @@ class Encoder:
         if callable(progress):
             progress(1, 1)
         return np.ascontiguousarray(vectors, dtype=np.float32)
-
-    def encode_later(self, texts: Sequence[str]) -> "Future[np.ndarray]":
-        """`encode(texts)` on a background thread; the caller collects it with `.result()`.
-
-        A question's encode keeps one core busy in ONNX Runtime (which releases the GIL) while
-        the other is idle: the lexical search, which needs only the text, runs meanwhile.
-        """
-        global _background
-        with _runtimes_lock:
-            if _background is None:
-                _background = ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0)), thread_name_prefix="qa-encode")
-        return _background.submit(self.encode, list(texts))

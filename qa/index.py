@@ -246,8 +246,7 @@ class Index:
         questions.check_script(question, state.manifest.get("scripts", []))
 
         def ranked(text: str) -> list[Hit]:
-            encoding = self.encoder.encode_later([text])  # runs while BM25 searches
-            return rank(text, lambda: encoding.result()[0], state, self.settings)
+            return rank(text, self.encoder.encode([text])[0], state, self.settings)
 
         return turns.search(question, history, ranked, state.corpus, self.settings)  # follow-ups, answer fit
 

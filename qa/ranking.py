@@ -28,7 +28,7 @@ CJK script the cosine features are replaced by term coverage (the default model 
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -39,9 +39,6 @@ from qa.bm25 import Statistics
 from qa.cues import asks_for_cue
 from qa.lexical import coverage, phrase_matches
 from qa.questions import script_of
-
-
-QueryVector = np.ndarray | Callable[[], np.ndarray]  # a callable: the vector, still being encoded
 
 
 class Searchable(Protocol):
@@ -197,18 +194,15 @@ class Candidates(NamedTuple):
         return joined.take(np.argsort(joined.ids, kind="stable"))
 
 
-def shard_candidates(question: str, query_vector: QueryVector, state: Searchable, stats: Statistics,
+def shard_candidates(question: str, query_vector: np.ndarray, state: Searchable, stats: Statistics,
                      settings: Settings, offset: int = 0) -> Candidates:
     """Phase one: the dense and BM25 top-k of `state` (a whole index or one shard of it), with
     their raw features. `stats` are the corpus-wide BM25 statistics; `offset` turns the state's
-    ids into global ones. The BM25 top-k comes first: a `query_vector` still being encoded is
-    waited for only after it."""
+    ids into global ones."""
     k = settings.candidates
-    lexical_ids, lexical_scores = state.lexical_top_scored(question, k, stats)
-    if callable(query_vector):
-        query_vector = query_vector()
     similarities = state.similarities(query_vector)
     dense_ids, dense_scores = state.dense_top_scored(query_vector, k, similarities)
+    lexical_ids, lexical_scores = state.lexical_top_scored(question, k, stats)
     ids = np.union1d(dense_ids, lexical_ids).astype(np.int64)
     dense_score = np.full(len(ids), -np.inf, dtype=np.float64)
     dense_score[np.searchsorted(ids, dense_ids)] = dense_scores
@@ -267,10 +261,9 @@ def fuse(question: str, shards: list[Candidates], settings: Settings) -> list[Hi
     return list(map(Hit._make, columns))
 
 
-def rank(question: str, query_vector: QueryVector, state: Searchable, settings: Settings) -> list[Hit]:
+def rank(question: str, query_vector: np.ndarray, state: Searchable, settings: Settings) -> list[Hit]:
     """Every candidate sentence for a question, best first (ties broken by lower sentence id):
-    the two phases over the whole index as one shard. `query_vector` may be a callable that
-    returns it (an encode under way: see `shard_candidates`)."""
+    the two phases over the whole index as one shard."""
     if len(state.corpus) == 0:
         return []
     stats = state.statistics(question)
