@@ -51,9 +51,9 @@ def test_a_segment_of_a_larger_corpus_probes_and_rescores_its_share() -> None:
     assert index.segment_effort(10) == (None, 256)  # alone: its own settings
     assert index.segment_effort(10, corpus_size=4000) == (None, 256)
     # One 250th of a 1M corpus, whose own index would probe 64 of 1024 cells and re-score 400
-    # rows: 2 x 1/16 of the 16 cells, and the floor of rows.
+    # rows: 2 x 1/16 of its 16 cells, and the floor of rows.
     assert index.segment_effort(10, corpus_size=1_000_000) == (2, dense.MIN_SEGMENT_RESCORED)
-    assert index.segment_effort(100, corpus_size=8000) == (16, 400)  # half the corpus: capped by its own
+    assert index.segment_effort(100, corpus_size=8000) == (16, 200)  # half the corpus: half the rows
     scores, ids = index.search(vectors[1234], 10, corpus_size=1_000_000)
     assert ids[0] == 1234 and len(ids) == 10 and np.all(np.diff(scores) <= 1e-6)
 
