@@ -156,8 +156,8 @@ class Snapshot:
 
     @functools.cached_property
     def embeddings(self) -> Any:
-        """Sentence vectors by global id."""
-        return _stacked([s.data.embeddings for s in self.segments], self.offsets, self.dimension)
+        """Sentence vectors by global id (read from the units: a joined run is one array in memory)."""
+        return _stacked([u.data.embeddings for u in self.units], self.unit_offsets, self.dimension)
 
     @functools.cached_property
     def title_context_embeddings(self) -> Any:
