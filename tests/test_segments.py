@@ -319,14 +319,23 @@ def test_an_interrupted_add_keeps_its_committed_batches_and_a_rerun_skips_them(t
     for n in range(BULLETINS):
         write_article(folder, f"bulletin-{n:03d}", f"Bulletin {n} {run}",
                       f"Bulletin {n}-{run} says the ferry to pier {n} left at {n % 12 + 1} pm. It carried {n * 3} cars.")
-    script = ("import qa.index, sys; qa.index.BATCH_SENTENCES = 20\n"
+    # Batches of 20 sentences, each held 0.3 s after its commit (as on a slow machine): on a fast
+    # one the whole add took 2 s and ended before the interrupt arrived.
+    script = ("import qa.index, sys, time; qa.index.BATCH_SENTENCES = 20\n"
+              "commit = qa.index.Index._commit\n"
+              "def held(self, *args, **kwargs):\n"
+              "    done = commit(self, *args, **kwargs)\n"
+              "    time.sleep(0.3)\n"
+              "    return done\n"
+              "qa.index.Index._commit = held\n"
               f"from qa.cli import main; sys.exit(main(['add', '--index', {str(index_path)!r}, {str(folder)!r}]))\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    first = json.loads((index_path / "manifest.json").read_text())["generation"]
     process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if len(json.loads((index_path / "manifest.json").read_text())["segments"]) >= 3:
+    while time.monotonic() < deadline and process.poll() is None:  # three commits (merges count too) in
+        if json.loads((index_path / "manifest.json").read_text())["generation"] >= first + 3:
             break
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
