@@ -172,13 +172,15 @@ def build_app(index: Index, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> "gr.Blo
         # The outcome (and the progress bar) shows right under the button pressed; an added article's form empties.
         for button, status in ((add_files_btn, files_status), (add_text_btn, paste_status), (remove_btn, remove_status)):
             button.click(lambda: gr.Textbox(visible=True), None, [status], queue=False, **ui)
-        add_files_btn.click(add_files, [files], [files_status, table], api_name="add_files", **writes).then(
+        add_files_btn.click(add_files, [files], [files_status, table], api_name="add_files", **writes,
+                            show_progress_on=[files_status]).then(
             lambda status: None if "Added '" in status else gr.skip(), [files_status], [files], **ui).then(**after)
-        add_text_btn.click(add_article, [title, text], [paste_status, table], api_name="add_article", **writes).then(
+        add_text_btn.click(add_article, [title, text], [paste_status, table], api_name="add_article", **writes,
+                           show_progress_on=[paste_status]).then(
             lambda status: ("", "") if status.startswith("Added '") else (gr.skip(), gr.skip()),
             [paste_status], [title, text], **ui).then(**after)
         remove_btn.click(remove_article, [choice], [remove_status, table], api_name="remove_article",
-                         **writes).then(**after)
+                         **writes, show_progress_on=[remove_status]).then(**after)
         refresh_btn.click(list_articles, None, [table], api_name="list_articles").then(**after)
         table.select(pick_row, None, [choice], **ui)
         articles_tab.select(refresh, None, [table, choice, chatbot], **ui)
