@@ -14,8 +14,8 @@ today's weights. Abstention is measured two ways on the tuning-half index: the t
 pool-independent score (docs/quality.md's figures), with the threshold re-set so answerable
 questions abstain as often as today's recipe at 4.85; and the engine's calibrated confidence
 (qa/confidence.py, coefficients as fitted for today's recipe) at its default threshold. The best
-recipes are checked through the engine itself: `Index.answer` on the seed questions, and with
---engine-check `Index.search` on snapshots holding their slot vectors.
+recipes the engine builds (qa/slots.py) are checked through it: `Index.answer` on the seed
+questions here, and `qa eval squad --recipe NAME` for the whole protocol.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import copy
 import json
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -203,44 +202,9 @@ def run_recipe(setup: Setup, name: str, recipe: sr.Slots, rate: float,
     return row
 
 
-def engine_check(setup: Setup, recipe: sr.Slots, settings: Settings) -> dict[str, Any]:
-    """The recipe's figures through `Index.search` itself, on snapshots holding its slot vectors."""
-    index, squad = setup.index, setup.squad
-    saved = index._state, index.settings
-    index.settings = settings
-    try:
-        index._state = replace(setup.tuning_state, title_context_embeddings=sr.slots(recipe, setup.parts["tuning"]))
-        half = measure(index, squad, setup.texts, setup.vectors, setup.tuning_rows)
-        index._state = replace(setup.full_state, title_context_embeddings=sr.slots(recipe, setup.parts["full"]))
-        full = measure(index, squad, setup.texts, setup.vectors, setup.full_rows)
-    finally:
-        index._state, index.settings = saved
-    threshold, ans = settings.abstain_threshold, setup.answerable
-    summary = lambda rows: {k: round(v, 4) for k, v in metrics.summary(full.ranks[rows], full.confidences[rows], threshold).items()}  # noqa: E731
-    return {"all": summary(slice(None)), "tuning_half": summary(setup.tuning_questions),
-            "held_out_half": summary(setup.held_out_questions),
-            "abstention": {"threshold": threshold, "auroc": round(metrics.auroc(half.confidences, ans), 4),
-                           "answerable": round(metrics.abstain_rate(half.confidences[ans], threshold), 4),
-                           "out_of_corpus": round(metrics.abstain_rate(half.confidences[~ans], threshold), 4)}}
-
-
-def seed_check(name: str, recipe: sr.Slots, settings: Settings, folder: Path) -> dict[str, Any]:
-    """Every seed question through `Index.answer` on the seed articles indexed with this recipe."""
-    index = Index.build(Path(__file__).resolve().parent.parent / "seeds", folder, settings=settings)
-    state = index._state
-    late = None
-    if "late" in name:
-        from bench.late_chunks import late_vectors
-
-        late = late_vectors(state.corpus)
-    if name.startswith("late-only"):
-        from qa.dense import DenseIndex
-
-        spans = np.where((np.abs(late["span"]).sum(axis=1) > 0)[:, None], late["span"], state.embeddings)
-        spans = np.ascontiguousarray(spans, dtype=np.float32)
-        state = replace(state, embeddings=spans, dense=DenseIndex.build(spans))
-    parts = sr.parts_of(state, index.encoder, lambda texts: cached_encode(index.encoder, texts), late)
-    index._state = replace(state, title_context_embeddings=sr.slots(recipe, parts))
+def seed_check(recipe: str, settings: Settings, folder: Path) -> dict[str, Any]:
+    """Every seed question through `Index.answer` on the seed articles built with engine recipe `recipe`."""
+    index = Index.build(Path(__file__).resolve().parent.parent / "seeds", folder, settings=settings, recipe=recipe)
     rows = [json.loads(line) for line in SEEDS.read_text(encoding="utf-8").splitlines() if line.strip()]
     out = []
     for row in rows:
@@ -259,9 +223,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--articles", type=int, default=None, help="only the first N articles (a quick check)")
     parser.add_argument("--late", action="store_true", help="also measure late-chunked slots (bench/late_chunks.py)")
     parser.add_argument("--more", action="store_true", help="also the variants that lost on 4 articles")
+    parser.add_argument("--ablations", action="store_true",
+                        help="also one slot encoded, the other derived (which slot loses; a middle recipe)")
     parser.add_argument("--passes", type=int, default=None, help="coordinate-ascent passes (default: as bench/recipes.py)")
-    parser.add_argument("--engine-check", action="store_true",
-                        help="re-measure each family's best recipe through Index.search (~10 min more)")
     args = parser.parse_args(argv)
     PASSES[0] = args.passes
     started = time.time()
@@ -283,12 +247,18 @@ def main(argv: list[str] | None = None) -> None:
             titled_context = sr.context_recipes(lambda p: fast(p)[0])["context unit(p+s+n+t)"]
             rows.append(run_recipe(setup, "fast: unit(s+t), unit(p+s+n+t)", titled_context, rate))
             recipes["fast: unit(s+t), unit(p+s+n+t)"] = titled_context
+        if args.ablations:  # each encodes one extra text per sentence: "title: sentence" or the context
+            for name in ("ablation: encoded title slot, fast context", "ablation: fast title, encoded context slot"):
+                rows.append(run_recipe(setup, name, sr.TITLE_RECIPES[name], rate))
+                recipes[name] = sr.TITLE_RECIPES[name]
         if args.late:
             late = sr.LATE_RECIPES["late: titled span | context span"]
             rows.append(run_recipe(setup, "late: titled span | context span", late, rate))
             recipes["late: titled span | context span"] = late
         families = {"fast (sentence encoded once, one title per article)":
                     [r for r in rows if r["tuning_half_mrr_tuned"] and r["recipe"].startswith(("fast", "title"))],
+                    "one slot encoded (sentence and one extra text)":
+                    [r for r in rows if r["tuning_half_mrr_tuned"] and r["recipe"].startswith("ablation")],
                     "late (plus one pass per titled paragraph)": [r for r in rows if r["recipe"].startswith("late:")]}
         winners = {}
         for family, members in families.items():
@@ -298,18 +268,19 @@ def main(argv: list[str] | None = None) -> None:
             chosen = Settings(weights=FusionWeights(**{**{k: 0.0 for k in today}, **best["weights"]}))
             _log(f"best {family} on the tuning half: {best['recipe']}; checking it through the engine")
             recipe = recipes[best["recipe"]]
-            winners[family] = {"recipe": best["recipe"], "settings": {"weights": best["weights"],
-                                                                       "hit_score_threshold": best["abstention"]["threshold"]},
-                               "engine_check": engine_check(setup, recipe, chosen) if args.engine_check else None,
-                               "seed_questions": seed_check(best["recipe"], recipe, chosen, Path(tmp) / f"seeds-{len(winners)}")}
-            if args.engine_check:
-                _log(f"engine check: {json.dumps(winners[family]['engine_check'])}")
-            _log(f"seed questions: {winners[family]['seed_questions']['passed']}/{winners[family]['seed_questions']['rows']}")
-        seeds_today = seed_check("full (today)", full_today, settings, Path(tmp) / "seed-index-today")
+            engine_recipe = sr.ENGINE_RECIPES.get(best["recipe"])
+            winners[family] = {"recipe": best["recipe"], "engine_recipe": engine_recipe,
+                               "settings": {"weights": best["weights"],
+                                            "hit_score_threshold": best["abstention"]["threshold"]},
+                               "seed_questions": seed_check(engine_recipe, chosen, Path(tmp) / f"seeds-{len(winners)}")
+                               if engine_recipe else None}  # `qa eval squad --recipe` measures an engine recipe whole
+            if engine_recipe:
+                _log(f"seed questions: {winners[family]['seed_questions']['passed']}/{winners[family]['seed_questions']['rows']}")
+        seeds_today = seed_check("full", settings, Path(tmp) / "seed-index-today")
     result = {
         "command": "nice -n 5 .venv/bin/python -m bench.build_recipes" + (f" --articles {args.articles}" if args.articles else "")
-                   + (" --late" if args.late else "") + (" --engine-check" if args.engine_check else "")
-        + (f" --passes {args.passes}" if args.passes else "") + (" --more" if args.more else ""),
+                   + (" --late" if args.late else "")
+        + (f" --passes {args.passes}" if args.passes else "") + (" --more" if args.more else "") + (" --ablations" if args.ablations else ""),
         "protocol": __doc__.split("\n\n")[3].replace("\n", " "),
         "today": {"weights": today, "hit_score_threshold": HIT_THRESHOLD, **reference, "seed_questions": seeds_today},
         "recipes": rows,

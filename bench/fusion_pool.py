@@ -20,10 +20,9 @@ import numpy as np
 
 from qa.config import FusionWeights, Settings
 from qa.corpus import ARTICLE, END, START
-from qa.cues import asks_for_cue
 from qa.evaluation import metrics
 from qa.questions import script_of
-from qa.ranking import _paragraph_features, _zscores, candidates
+from qa.ranking import _zscores, shard_candidates
 
 # Weight-independent features, named as the FusionWeights fields that multiply them.
 BASE = ("sentence", "mean", "paragraph", "neighbour", "bm25", "bm25_context", "cue_number", "cue_date", "cue_person")
@@ -67,7 +66,7 @@ def extract(state: object, texts: Sequence[str | None], vectors: np.ndarray, gol
     """Run `qa.ranking.rank` up to the fusion for every question against snapshot `state`.
 
     Args:
-        state: an `qa.index._State` (flat dense index, so the similarity path is the engine's).
+        state: a `qa.store.snapshot.Snapshot` (the engine's own candidate and feature code runs on it).
         texts: resolved questions (None: refused by the engine, no candidates).
         vectors: their vectors, row for row.
         golds: per question, (article row, offset) pairs in this snapshot.
@@ -80,13 +79,11 @@ def extract(state: object, texts: Sequence[str | None], vectors: np.ndarray, gol
         if text is None:
             continue
         query = np.asarray(vectors[i], dtype=np.float32)
-        similarities = state.dense.similarities(query)
-        ids = candidates(state, text, query, settings.candidates, similarities)
-        bm25, bm25_context = state.lexical.candidate_scores(text, ids, state.corpus.neighbours)
-        sentence, mean, paragraph, neighbour = _paragraph_features(state, ids, query, similarities)
-        bm25_z, context_z = _zscores(np.stack([bm25, bm25_context]))
+        found = shard_candidates(text, query, state, state.statistics(text), settings)  # one shard: every candidate
+        ids = found.ids
+        bm25_z, context_z = _zscores(np.stack([found.bm25, found.bm25_context]))
         cjk += script_of(text) == "CJK"
-        cues = state.cues.features(text, ids) if asks_for_cue(text) else np.zeros((len(ids), 3), dtype=np.float32)
+        sentence, mean, paragraph, neighbour, cues = found.sentence, found.mean, found.paragraph, found.neighbour, found.cues
         rows = table[ids]
         for name, values in zip(BASE, (sentence, mean, paragraph, neighbour, bm25_z, context_z, *cues.T)):
             parts[name].append(np.asarray(values, dtype=np.float32))

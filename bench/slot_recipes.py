@@ -119,6 +119,11 @@ TITLE_RECIPES: dict[str, Slots] = {
 }
 
 
+# The bench's recipes that the engine builds (qa/slots.py), by the engine's name for them.
+ENGINE_RECIPES = {"full (today)": "full", "fast: unit(s+t), unit(p+s+n)": "fast",
+                  "ablation: encoded title slot, fast context": "titled"}
+
+
 # One extra encoder pass over each titled paragraph (about one more sentence-length of tokens).
 LATE_RECIPES: dict[str, Slots] = {
     "late: titled span | context span": lambda p: (p.late["titled"], p.late["context"]),

@@ -58,10 +58,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 
         index = build_on_cluster(args.source or default_source_path(), args.index or default_index_path(), args.ray,
                                  model=args.model, workers=args.workers, segments=args.segments,
-                                 drop_missing=args.drop_missing)
+                                 drop_missing=args.drop_missing, recipe=args.recipe)
     else:
         # Progress goes to stderr: a live bar on a terminal, a plain line every QA_PROGRESS_INTERVAL s elsewhere.
-        index = Index.build(args.source, args.index, model=args.model, progress=True, drop_missing=args.drop_missing)
+        index = Index.build(args.source, args.index, model=args.model, progress=True, drop_missing=args.drop_missing,
+                            recipe=args.recipe)
     status = _print_report(index.build_report)
     for line in describe(index.build_report):
         print(line)
@@ -149,6 +150,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from qa.config import DEFAULT_RECIPE, RECIPES
+
     parser = argparse.ArgumentParser(prog="qa", description="Ask questions of a folder of articles, offline.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -165,6 +168,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--drop-missing", action="store_true",
                        help="drop the index's articles that the source no longer has (added with `qa add`, "
                             "pasted in the app); by default they are kept")
+    build.add_argument("--recipe", choices=RECIPES, default=DEFAULT_RECIPE,
+                       help=f"what is encoded per sentence (default: {DEFAULT_RECIPE}; docs/quality.md, 'Build recipes'); "
+                            "later adds follow the index's recipe")
 
     add = command("add", cmd_add, "Add article files or folders; only new articles are embedded.")
     add.add_argument("paths", nargs="+", help="files (.txt .md .html .pdf .jsonl), folders or http(s) URLs")

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# What a build encodes per sentence (qa/slots.py): the names, here so the CLI lists them cheaply.
+RECIPES = ("full", "titled", "fast")
+DEFAULT_RECIPE = "full"
 
 
 @dataclass(frozen=True)

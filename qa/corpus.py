@@ -107,6 +107,10 @@ class Corpus:
             in_context.append(expand(" ".join(around)))
         return sentences, titled, in_context
 
+    def title_texts(self) -> list[str]:
+        """Each article's title as the encoder reads it (acronyms its article defines spelled out)."""
+        return [acronym_expander(article.text)(article.title) for article in self.articles]
+
     def lexical_texts(self, start: int = 0) -> list[str]:
         """What BM25 reads for sentences `start:`: the first of `embedding_texts`, alone (cheaper)."""
         return [expand(self.sentence(i)) for i, expand in zip(range(start, len(self)), self._expanders(start))]

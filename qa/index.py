@@ -35,6 +35,7 @@ from qa.errors import (
 )
 from qa.progress import Reporter, Tracker, reporter_for
 from qa.ranking import Hit, rank
+from qa.slots import DEFAULT_RECIPE, LEGACY_RECIPE, check_recipe, stored_vectors, texts_to_encode
 from qa.store import (
     MANIFEST,
     MergePolicy,
@@ -147,6 +148,7 @@ class Index:
         settings: Settings | None = None,
         progress: bool | Reporter = False,
         drop_missing: bool = False,
+        recipe: str = DEFAULT_RECIPE,
     ) -> "Index":
         """Index every article under `source` (default `seeds/`) into a fresh index at `path`.
 
@@ -154,13 +156,14 @@ class Index:
         committed, in one commit point. Its articles that no source provides (added, pasted) are
         kept unless `drop_missing`; `<path>/pasted/` is read as a source too (see qa.rebuild).
         `build_report.kept`/`.dropped` name them. `progress`: True reports on stderr, a callable
-        gets each `qa.progress.Status` (see `add`).
+        gets each `qa.progress.Status` (see `add`). `recipe`: what is encoded per sentence
+        (qa.slots: "full", "titled" or "fast"; default `qa.config.DEFAULT_RECIPE`); later adds follow it.
         """
         from qa.rebuild import read_sources, with_missing
 
         source = Path(source) if source else default_source_path()
         path = Path(path) if path else default_index_path()
-        index = cls.empty(path, Encoder(model), settings)
+        index = cls.empty(path, Encoder(model), settings, recipe=recipe)
         parsed, index.build_report = read_sources(source, path)
         with index._write_lock, write_lock(path):
             articles = with_missing(parsed, path, index.build_report, drop_missing=drop_missing)
@@ -168,10 +171,11 @@ class Index:
         return index
 
     @classmethod
-    def empty(cls, path: str | Path, encoder: Encoder | None = None, settings: Settings | None = None) -> "Index":
+    def empty(cls, path: str | Path, encoder: Encoder | None = None, settings: Settings | None = None, *,
+              recipe: str = DEFAULT_RECIPE) -> "Index":
         """An index with no articles, to fill with `add`/`add_articles`; nothing is written before the first add."""
         encoder = encoder or Encoder()
-        manifest = {"created": _now(), "generation": 0, "segments": []}
+        manifest = {"created": _now(), "generation": 0, "recipe": check_recipe(recipe), "segments": []}
         return cls(Path(path), encoder, settings or Settings(), Snapshot([], manifest, encoder.dimension))
 
     @classmethod
@@ -214,6 +218,11 @@ class Index:
 
     def __len__(self) -> int:
         return len(self._state)
+
+    @property
+    def recipe(self) -> str:
+        """What each sentence's vectors are made of (qa.slots); every write to this index follows it."""
+        return self._state.manifest.get("recipe", LEGACY_RECIPE)
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -397,13 +406,13 @@ class Index:
         from qa.cache import cached_encode  # nothing is embedded twice: see qa/cache.py
 
         corpus = Corpus.empty().with_articles(articles)
-        texts = corpus.embedding_texts()
-        encoded = cached_encode(self.encoder, [t for group in texts for t in group], progress=tracker.part(len(corpus)))
+        texts = texts_to_encode(corpus, self.recipe)
+        encoded = cached_encode(self.encoder, texts, progress=tracker.part(len(corpus)))
         count = len(corpus)
-        sentence, titled, in_context = (encoded[k * count : (k + 1) * count] for k in range(3))
+        sentence, slots = stored_vectors(corpus, self.recipe, encoded)
         signatures = np.asarray(near.signatures[len(near.signatures) - len(articles):], dtype=np.uint64)
-        data = SegmentData(corpus, sentence, np.hstack([titled, in_context]), DenseIndex.build(sentence),
-                           LexicalIndex.build(texts[0], corpus.neighbours), CueTable.empty().extend(corpus.sentences(np.arange(count))),
+        data = SegmentData(corpus, sentence, slots, DenseIndex.build(sentence),
+                           LexicalIndex.build(texts[:count], corpus.neighbours), CueTable.empty().extend(corpus.sentences(np.arange(count))),
                            signatures)
         name = self._next_segment_name()
         data.write(self.path, name)
@@ -504,6 +513,7 @@ class Index:
             "generation": generation,
             "model": {"name": self.encoder.model_name, "fingerprint": self.encoder.fingerprint,
                       "dimension": self.encoder.dimension},
+            "recipe": self.recipe,
             "counts": {"articles": sum(len(s.data.corpus.articles) - len(s.dead_articles) for s in segments),
                        "sentences": sum(s.live_sentences for s in segments)},
             "created": previous.get("created") or _now(),

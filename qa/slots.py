@@ -1,44 +1,81 @@
-"""The "fast" build recipe's title and context vectors, derived instead of encoded (issue 14).
+"""Build recipes: what is encoded for each sentence, and how its stored vectors are made (issue 14).
 
-The ranking reads two stored unit vectors per sentence besides its own (the "title" and
-"context" slots of `title-context-embeddings.npy`). The full recipe encodes a text for each
-("title: sentence", and the sentence between its paragraph neighbours): about five
-sentence-lengths of tokens per sentence. The fast recipe encodes each sentence once and each
-article's title once, and stores
+The ranking reads three unit vectors per sentence: its own (`embeddings.npy`) and two "slots"
+(`title-context-embeddings.npy`): a title slot and a context slot. A recipe decides where the
+slots come from:
 
-    title slot    unit(s + t)              s: the sentence's vector, t: its article title's
-    context slot  unit(prev + s + next)    the paragraph neighbours' own vectors (those that exist)
+    full    encodes "title: sentence" and the sentence between its paragraph neighbours: three
+            texts, about five sentence-lengths of tokens per sentence (the first recipe).
+    titled  encodes "title: sentence" only; the context slot is unit(prev + s + next), made from
+            the paragraph neighbours' own vectors: two texts, about 2.1 sentence-lengths.
+    fast    encodes each sentence once and each article's title once; the title slot is
+            unit(s + t), whose cosine with a question is (q.s + q.t) / sqrt(2 + 2 s.t).
 
-so the ranking's cosine with the title slot is (q.s + q.t) / sqrt(2 + 2 s.t): three dot
-products, with the norm fixed at build time. The ranking code and the file layout stay as they
-are. Measured on SQuAD dev by `python -m bench.build_recipes` (docs/quality.md, "Build recipes").
+The ranking code and the file layout are the same for every recipe; an index records its recipe
+in its commit point and every later write follows it. Measured on SQuAD dev by
+`python -m bench.build_recipes` (docs/quality.md, "Build recipes").
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from qa.config import DEFAULT_RECIPE, RECIPES
+from qa.corpus import ARTICLE
 
-def _unit(rows: np.ndarray) -> np.ndarray:
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+if TYPE_CHECKING:
+    from qa.corpus import Corpus
+
+__all__ = ["DEFAULT_RECIPE", "LEGACY_RECIPE", "RECIPES", "check_recipe", "stored_vectors", "texts_to_encode"]
+LEGACY_RECIPE = "full"  # what a commit point that names no recipe was built with
 
 
-def derived_slots(sentence: np.ndarray, title: np.ndarray, previous: np.ndarray, following: np.ndarray) -> np.ndarray:
-    """The fast recipe's (n, 2 x d) slot matrix, in `title-context-embeddings.npy` layout.
+def check_recipe(name: str) -> str:
+    """`name` when it is a known recipe.
 
-    Args:
-        sentence: (n, d) unit vectors of the sentences.
-        title: (n, d) unit vector of each sentence's article title.
-        previous, following: (n,) row in `sentence` of each sentence's previous / next sentence
-            in its paragraph, -1 where there is none (a paragraph's neighbours are always in the
-            same article, so a block of new articles is self-contained).
+    Raises:
+        ValueError: naming the recipes there are.
     """
-    sentence = np.asarray(sentence, dtype=np.float32)
-    if not (len(title) == len(previous) == len(following) == len(sentence)):
-        raise ValueError("sentence, title and neighbour rows must match")
+    if name not in RECIPES:
+        raise ValueError(f"unknown build recipe {name!r}; choose one of: {', '.join(RECIPES)}")
+    return name
+
+
+def texts_to_encode(corpus: Corpus, recipe: str) -> list[str]:
+    """Everything `recipe` encodes for `corpus` (a block of new articles, ids from 0), sentences first."""
+    sentences, titled, in_context = corpus.embedding_texts()
+    if recipe == "full":
+        return sentences + titled + in_context
+    if recipe == "titled":
+        return sentences + titled
+    return sentences + corpus.title_texts()
+
+
+def stored_vectors(corpus: Corpus, recipe: str, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (n, d) sentence vectors and (n, 2 x d) slots of `corpus`, from the vectors of
+    `texts_to_encode(corpus, recipe)`, row for row."""
+    count = len(corpus)
+    sentence = np.ascontiguousarray(encoded[:count], dtype=np.float32)
+    if recipe == "full":
+        return sentence, np.hstack([encoded[count : 2 * count], encoded[2 * count : 3 * count]])
+    context = _neighbour_sum(sentence, *corpus.neighbours)
+    if recipe == "titled":
+        titled = encoded[count : 2 * count]
+    else:
+        titled = _unit(sentence + encoded[count:][corpus.table[:, ARTICLE]])
+    return sentence, np.ascontiguousarray(np.hstack([titled, context]), dtype=np.float32)
+
+
+def _neighbour_sum(sentence: np.ndarray, previous: np.ndarray, following: np.ndarray) -> np.ndarray:
+    """unit(prev + s + next) per sentence, counting only the neighbours that exist (-1: none)."""
     context = sentence.copy()
     for neighbour in (previous, following):
         has = neighbour >= 0
         context[has] += sentence[neighbour[has]]
-    titled = _unit(sentence + np.asarray(title, dtype=np.float32))
-    return np.ascontiguousarray(np.hstack([titled, _unit(context)]), dtype=np.float32)
+    return _unit(context)
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)).astype(np.float32)

@@ -32,6 +32,7 @@ from qa.dense import DenseIndex
 from qa.encoder import DEFAULT_MODEL, Encoder
 from qa.errors import NoArticlesError, QAError
 from qa.index import BATCH_SENTENCES, AddReport, Index, _script_counts, _scripts
+from qa.slots import DEFAULT_RECIPE, stored_vectors, texts_to_encode
 from qa.store import Segment, SegmentData, read_segment_data, write_lock
 
 FILES_PER_TASK = 16
@@ -159,17 +160,17 @@ def add_on_cluster(index: Index, paths: Iterable[str | Path], address: str, *, r
         sizes = [len(tables[a.sha256]) for a in kept]
         runs = partition(sizes, segments or math.ceil(sum(sizes) / BATCH_SENTENCES))
         corpora = [_corpus(kept[run.start:run.stop], [tables[a.sha256] for a in kept[run.start:run.stop]]) for run in runs]
-        texts = [corpus.embedding_texts() for corpus in corpora]
-        flat = [text for groups in texts for group in groups for text in group]
+        texts = [texts_to_encode(corpus, index.recipe) for corpus in corpora]
         pool = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        vectors = embed(ray, flat, index.encoder.model_name, pool, index.encoder.dimension)
+        vectors = embed(ray, [text for group in texts for text in group], index.encoder.model_name, pool,
+                        index.encoder.dimension)
         written, first = [], 0
-        for run, corpus, groups in zip(runs, corpora, texts):
+        for run, corpus, group in zip(runs, corpora, texts):
             count = len(corpus)
-            sentence, titled, in_context = (vectors[first + k * count : first + (k + 1) * count] for k in range(3))
-            first += 3 * count
-            data = SegmentData(corpus, sentence, np.hstack([titled, in_context]), DenseIndex.build(sentence),
-                               LexicalIndex.build(groups[0], corpus.neighbours),
+            sentence, slots = stored_vectors(corpus, index.recipe, vectors[first : first + len(group)])
+            first += len(group)
+            data = SegmentData(corpus, sentence, slots, DenseIndex.build(sentence),
+                               LexicalIndex.build(group[:count], corpus.neighbours),
                                CueTable.empty().extend(corpus.sentences(np.arange(count))), signatures[run.start:run.stop])
             name = index._next_segment_name()
             data.write(index.path, name)
@@ -183,15 +184,17 @@ def add_on_cluster(index: Index, paths: Iterable[str | Path], address: str, *, r
 
 
 def build_on_cluster(source: str | Path, path: str | Path, address: str, *, model: str = DEFAULT_MODEL,
-                     workers: int | None = None, segments: int | None = None, drop_missing: bool = False) -> Index:
-    """`Index.build` on the cluster at `address`: a fresh index of every article under `source`.
+                     workers: int | None = None, segments: int | None = None, drop_missing: bool = False,
+                     recipe: str = DEFAULT_RECIPE) -> Index:
+    """`Index.build` on the cluster at `address`: a fresh index of every article under `source`,
+    its sentences encoded by `recipe` (qa.slots).
 
     Raises:
         MissingArticlesError: the index at `path` holds articles no source provides (added,
             pasted) and `drop_missing` is False: a cluster build does not re-index them, so it
             refuses rather than drop them (a local `qa build` keeps them).
     """
-    index = Index.empty(Path(path), Encoder(model))
+    index = Index.empty(Path(path), Encoder(model), recipe=recipe)
     index.build_report = add_on_cluster(index, [source], address, rebuild=True, workers=workers, segments=segments,
                                         drop_missing=drop_missing)
     return index

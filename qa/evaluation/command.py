@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from qa.config import DEFAULT_RECIPE, RECIPES
 from qa.errors import QAError
 
 # Spelled out rather than imported: qa.encoder pulls numpy, and every `qa` command builds this parser.
@@ -56,7 +57,7 @@ def cmd_eval_squad(args: argparse.Namespace) -> int:
     from qa.evaluation.report import format_table, write_json
     from qa.evaluation.run import evaluate_squad
 
-    result = evaluate_squad(args.path, articles=args.articles, model=args.model,
+    result = evaluate_squad(args.path, articles=args.articles, model=args.model, recipe=args.recipe,
                             settings=parse_settings(args.set), progress=sys.stderr.isatty(),
                             per_question=args.per_question,
                             ooc_articles=ooc.chosen(args.ooc_articles, ooc.default_articles()),
@@ -83,6 +84,8 @@ def add_command(commands: Any) -> None:
                        help="only the first N articles of the file (a quick check)")
     squad.add_argument("--model", default=os.environ.get("QA_MODEL", DEFAULT_MODEL),
                        help=f"embedding model for the temporary indexes (default: {DEFAULT_MODEL})")
+    squad.add_argument("--recipe", choices=RECIPES, default=DEFAULT_RECIPE,
+                       help=f"build recipe of the temporary indexes (default: {DEFAULT_RECIPE}; see qa build --help)")
     squad.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                        help="override one engine setting for this run (repeatable), e.g. weight_lexical=0.7")
     squad.add_argument("--per-question", action="store_true",

@@ -22,7 +22,7 @@ import numpy as np
 
 from qa import questions
 from qa.answering import assess
-from qa.config import Settings
+from qa.config import DEFAULT_RECIPE, Settings
 from qa.corpus import ARTICLE, END, START
 from qa.encoder import DEFAULT_MODEL
 from qa.errors import QuestionError
@@ -176,6 +176,7 @@ def evaluate_squad(
     *,
     articles: int | None = None,
     model: str = DEFAULT_MODEL,
+    recipe: str = DEFAULT_RECIPE,
     settings: Settings | None = None,
     progress: bool = False,
     per_question: bool = False,
@@ -189,6 +190,7 @@ def evaluate_squad(
         path: SQuAD v1.1-format .json or .json.gz.
         articles: only the first N articles of the file.
         model: the embedding model the temporary indexes are built with.
+        recipe: what their builds encode per sentence (qa.slots).
         settings: engine settings (default: the measured defaults of `qa.config.Settings`).
         progress: show encoding progress bars.
         per_question: add a "questions" list (rank, confidence and decision of each question, for error analysis).
@@ -218,7 +220,8 @@ def evaluate_squad(
         clock = time.perf_counter()
         tuning_count = sum(a.half == TUNING for a in squad.articles)
         log(f"indexing the tuning half ({tuning_count} articles)")
-        index = Index.build(files[TUNING], Path(tmp) / "index", model=model, settings=settings, progress=progress)
+        index = Index.build(files[TUNING], Path(tmp) / "index", model=model, settings=settings, progress=progress,
+                            recipe=recipe)
         if not index.build_report or not index.build_report.ok:
             raise EvaluationDataError(f"Some articles could not be indexed: {index.build_report}.")
         timings["index_tuning_half"] = time.perf_counter() - clock
@@ -260,7 +263,8 @@ def evaluate_squad(
         if ooc_articles is not None:
             clock = time.perf_counter()
             log(f"asking every question of the articles in {ooc_articles} alone")
-            alone = Index.build(ooc_articles, Path(tmp) / "other-articles-index", model=model, settings=settings)
+            alone = Index.build(ooc_articles, Path(tmp) / "other-articles-index", model=model, settings=settings,
+                                recipe=recipe)
             if not alone.build_report or not alone.build_report.ok:
                 raise EvaluationDataError(f"Some articles of {ooc_articles} could not be indexed: {alone.build_report}.")
             others["other_articles"] = measure(alone, None, texts, vectors, {})
@@ -318,6 +322,7 @@ def evaluate_squad(
         }),
         "settings": asdict(settings),
         "model": {**manifest.get("model", {}), "requested": model, "fingerprint": fingerprint},
+        "recipe": recipe,
         "versions": manifest.get("versions", {}),
         "machine": {**machine(), "load_average_at_start": load_at_start},
         "code": code_version(),
