@@ -1,20 +1,17 @@
 """What a build costs per indexed sentence, against one plain encode of each sentence (issue 14).
 
 Run from /work/main:  nice -n 5 .venv/bin/python -m bench.build_cost [--articles 6] [--rounds 2]
+(`python -m bench --stages recipes` runs the same on all of SQuAD dev, one round.)
 
 On the same SQuAD dev articles (the first N of the file) and in alternating rounds, so machine
 load weighs on every variant alike:
 
 - floor: sentence-transformers `encode` of the sentences alone (fp32, batch 64), the issue's
   unit; and the engine's own encoder (ONNX Runtime, `qa.encoder.Encoder`) on the same texts;
-- "full" (today's recipe): the engine's encoder on the texts a build encodes (sentence,
-  "title: sentence", sentence between its neighbours), and a real cold `add_articles` into an
-  empty index with an empty embedding cache (the exported ONNX model linked in: export is a
-  once-per-machine cost, as in the issue's measurement);
-- "fast": the engine's encoder on the sentences plus one title per article; "late": the
-  sentences plus one pass per titled paragraph (bench/late_chunks.py); "late-only": the passes
-  alone. Their builds are estimated as that encode plus everything else a build does, timed as
-  a warm build (every vector from the cache), because the engine cannot build them yet;
+- a real cold build with each engine recipe (qa/slots.py: full, titled, fast): `add_articles`
+  into an empty index with an empty embedding cache (the exported ONNX model linked in: export
+  is a once-per-machine cost, as in the issue's measurement);
+- an unchanged rebuild: the same build again, every vector from the cache;
 - ONNX Runtime session settings (threads, batch size, length-sorted batches) on the sentences.
 
 Texts and word pieces per sentence are counted with the model's tokenizer; "padded" counts
@@ -72,20 +69,10 @@ def token_load(texts: Sequence[str], batch: int = 64) -> dict[str, int]:
 
 def recipe_texts(corpus: Corpus) -> dict[str, list[str]]:
     """The unique texts each recipe encodes (the embedding cache encodes a repeated text once)."""
-    from tokenizers import Tokenizer
+    from qa.config import RECIPES
+    from qa.slots import texts_to_encode
 
-    from bench.late_chunks import windows
-    from bench.slot_recipes import title_texts
-
-    sentences, titled, in_context = corpus.embedding_texts()
-    bare = Tokenizer.from_file(str(_pipeline(DEFAULT_MODEL).transformer / "tokenizer.json"))
-    bare.no_truncation()
-    passes = [text for text, *_ in windows(corpus, bare, _pipeline(DEFAULT_MODEL).max_seq_length)]
-    return {"plain": corpus.texts(),
-            "full": list(dict.fromkeys(sentences + titled + in_context)),
-            "fast": list(dict.fromkeys(sentences + title_texts(corpus)[0])),
-            "late": list(dict.fromkeys(sentences + passes)),  # bench/late_chunks.py: + one pass per titled paragraph
-            "late-only": passes}
+    return {"plain": corpus.texts(), **{recipe: list(dict.fromkeys(texts_to_encode(corpus, recipe))) for recipe in RECIPES}}
 
 
 def _fresh_cache(root: Path) -> Path:
@@ -98,10 +85,10 @@ def _fresh_cache(root: Path) -> Path:
     return root
 
 
-def _build(articles: list, folder: Path) -> None:
+def _build(articles: list, folder: Path, recipe: str) -> None:
     from qa.index import Index
 
-    index = Index.empty(folder, Encoder())
+    index = Index.empty(folder, Encoder(), recipe=recipe)
     report = index.add_articles(articles)
     assert report.ok and len(report.added) == len(articles), report
 
@@ -111,9 +98,14 @@ def _warm(encoder: Encoder) -> None:
     encoder.encode([f"warm up {i}" for i in range(16)])
 
 
+FLOOR = "floor: sentence-transformers encode of the sentences (batch 64)"
+
+
 def measure_recipes(articles: list, rounds: int, scratch: Path) -> dict[str, Any]:
     """Median wall/CPU seconds of every variant over `rounds` alternating rounds."""
     from sentence_transformers import SentenceTransformer
+
+    from qa.config import DEFAULT_RECIPE, RECIPES
 
     corpus = Corpus.from_articles(articles)
     texts = recipe_texts(corpus)
@@ -124,49 +116,41 @@ def measure_recipes(articles: list, rounds: int, scratch: Path) -> dict[str, Any
     default_cache = os.environ.get("QA_CACHE_DIR")
     runs: dict[str, list[tuple[float, float]]] = {}
     for number in range(rounds):
-        steps: dict[str, Callable[[], Any]] = {
-            "floor: sentence-transformers encode of the sentences (batch 64)":
-                lambda: model.encode(texts["plain"], batch_size=64, normalize_embeddings=True, convert_to_numpy=True),
-            "floor: engine encoder (ONNX Runtime) on the sentences": lambda: encoder.encode(texts["plain"]),
-            "full: engine encoder on its texts": lambda: encoder.encode(texts["full"]),
-            "fast: engine encoder on its texts": lambda: encoder.encode(texts["fast"]),
-            "late: engine encoder on its texts": lambda: encoder.encode(texts["late"]),
-            "late-only: engine encoder on its texts": lambda: encoder.encode(texts["late-only"]),
-        }
-        for name, step in steps.items():
-            runs.setdefault(name, []).append(_timed(step))
-        cache = _fresh_cache(scratch / f"cache-{number}")
-        os.environ["QA_CACHE_DIR"] = str(cache)  # the encoder and the cache both read it
-        try:
-            _warm(Encoder())
-            runs.setdefault("full: cold build (empty cache)", []).append(_timed(lambda: _build(articles, scratch / f"cold-{number}")))
-            runs.setdefault("build with every vector cached (non-encode work)", []).append(
-                _timed(lambda: _build(articles, scratch / f"warm-{number}")))
-        finally:
-            if default_cache is None:
-                os.environ.pop("QA_CACHE_DIR", None)
-            else:
-                os.environ["QA_CACHE_DIR"] = default_cache
-        _log(f"round {number + 1}: " + ", ".join(f"{k.split(':')[0]} {v[-1][0]:.1f}s" for k, v in runs.items()))
+        runs.setdefault(FLOOR, []).append(_timed(
+            lambda: model.encode(texts["plain"], batch_size=64, normalize_embeddings=True, convert_to_numpy=True)))
+        runs.setdefault("floor: engine encoder (ONNX Runtime) on the sentences", []).append(
+            _timed(lambda: encoder.encode(texts["plain"])))
+        for recipe in RECIPES:
+            cache = _fresh_cache(scratch / f"cache-{recipe}-{number}")
+            os.environ["QA_CACHE_DIR"] = str(cache)  # the encoder and the cache both read it
+            try:
+                _warm(Encoder())
+                runs.setdefault(f"{recipe}: cold build (empty cache)", []).append(
+                    _timed(lambda: _build(articles, scratch / f"cold-{recipe}-{number}", recipe)))
+                if recipe == DEFAULT_RECIPE:
+                    runs.setdefault(f"{recipe}: unchanged rebuild (every vector cached)", []).append(
+                        _timed(lambda: _build(articles, scratch / f"warm-{recipe}-{number}", recipe)))
+            finally:
+                if default_cache is None:
+                    os.environ.pop("QA_CACHE_DIR", None)
+                else:
+                    os.environ["QA_CACHE_DIR"] = default_cache
+        _log(f"round {number + 1}: " + ", ".join(f"{k.split(' (')[0]} {v[-1][0]:.1f}s" for k, v in runs.items()))
     median = {name: {"wall_s": round(statistics.median(w for w, _ in values), 2),
                      "cpu_s": round(statistics.median(c for _, c in values), 2),
                      "wall_s_each": [round(w, 2) for w, _ in values]} for name, values in runs.items()}
-    floor = median["floor: sentence-transformers encode of the sentences (batch 64)"]
-    non_encode = median["build with every vector cached (non-encode work)"]
-    for recipe in ("fast", "late", "late-only"):
-        encode = median[f"{recipe}: engine encoder on its texts"]
-        median[f"{recipe}: build (estimated: its encode + non-encode work)"] = {
-            key: round(encode[key] + non_encode[key], 2) for key in ("wall_s", "cpu_s")}
+    floor = median[FLOOR]
     for values in median.values():
         values["ratio_to_floor"] = round(values["wall_s"] / floor["wall_s"], 2)
         values["cpu_ratio_to_floor"] = round(values["cpu_s"] / floor["cpu_s"], 2)
     sentences = len(corpus)
-    return {"articles": len(articles), "sentences": sentences, "rounds": rounds, "timings": median,
+    return {"articles": len(articles), "sentences": sentences, "rounds": rounds, "default_recipe": DEFAULT_RECIPE,
+            "timings": median,
             "per_sentence": {name: {**(load := token_load(texts[name])),
                                     "texts_per_sentence": round(load["texts"] / sentences, 3),
                                     "tokens_per_sentence": round(load["tokens"] / sentences, 1),
                                     "padded_tokens_per_sentence": round(load["padded_tokens"] / sentences, 1)}
-                             for name in ("plain", "full", "fast", "late", "late-only")}}
+                             for name in ("plain", *RECIPES)}}
 
 
 def measure_onnx_settings(texts: Sequence[str], rounds: int) -> list[dict[str, Any]]:

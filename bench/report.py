@@ -22,6 +22,8 @@ def _rows(all_stages: dict[str, Any]) -> list[Row]:
                      f"{b['build_sentences_per_s']:.0f} sentences/s ({b['build_s']:.1f} s)",
                      f"inside the model's encode: {b['encode_texts_per_s']:.0f} texts/s ({b['encode_s']:.1f} s)",
                      f"{b['ratio']:.2f}", ">= 0.90", _ok(b["ratio"], 0.90, below=False)))
+    if c := stages.get("recipes"):
+        rows += _recipe_rows(c)
     if r := stages.get("rebuild"):
         speedup = r.get("speedup")
         rows.append(("Rebuild of the unchanged corpus (cache)", f"{r['rebuild_s']:.2f} s",
@@ -71,6 +73,31 @@ def _rows(all_stages: dict[str, Any]) -> list[Row]:
                      f"listening after {c['listening_s']:.1f} s"
                      + ("; ONNX model exported by the build before" if c.get("onnx_model_already_exported") else ""),
                      "-", "<= 10 s", _ok(c["first_answer_s"], 10, True)))
+    return rows
+
+
+def _recipe_rows(c: dict[str, Any]) -> list[Row]:
+    """Rows for each recipe's cold build against one plain encode (`bench.build_cost.measure_recipes`)."""
+    timings, floor_name = c["timings"], "floor: sentence-transformers encode of the sentences (batch 64)"
+    floor = timings[floor_name]
+    rows: list[Row] = [(f"Plain encode of the {c['sentences']:,} sentences (sentence-transformers, batch 64)",
+                        f"{c['sentences'] / floor['wall_s']:.0f} sentences/s ({floor['wall_s']:.1f} s)",
+                        f"{c['per_sentence']['plain']['tokens_per_sentence']:.1f} tokens per sentence", "1.00", "-", None)]
+    for name, figures in timings.items():
+        if not name.endswith("cold build (empty cache)"):
+            continue
+        recipe = name.split(":")[0]
+        load = c["per_sentence"][recipe]
+        default = recipe == c["default_recipe"]
+        rows.append((f"Cold build, recipe `{recipe}`" + (" (default)" if default else ""),
+                     f"{c['sentences'] / figures['wall_s']:.0f} sentences/s ({figures['wall_s']:.1f} s)",
+                     f"{load['texts_per_sentence']:.2f} texts, {load['tokens_per_sentence']:.1f} tokens per sentence",
+                     f"{figures['ratio_to_floor']:.2f}", "<= 2.0" if default else "-",
+                     _ok(figures["ratio_to_floor"], 2.0, below=True) if default else None))
+    for name, figures in timings.items():
+        if name.endswith("unchanged rebuild (every vector cached)"):
+            rows.append((f"Unchanged rebuild, recipe `{name.split(':')[0]}`", f"{figures['wall_s']:.1f} s",
+                         "every vector from the cache", f"{figures['ratio_to_floor']:.2f}", "-", None))
     return rows
 
 

@@ -4,6 +4,8 @@ Every figure is measured in the same run as the floor it is built on (the model'
 so the ratios hold on a busy machine. Stages:
 
     build      full build of SQuAD dev (48 articles, ~10k sentences) vs encoding the same texts
+    recipes    cold builds of the same articles with each build recipe (full, titled, fast) vs one plain
+               sentence-transformers encode of their sentences; an unchanged rebuild (bench/build_cost.py)
     rebuild    the same build again: the embedding cache means nothing is encoded
     add        one new article into the 10k index vs encoding that article alone
     answer     answer() p50/p95 over 200 questions vs encoding the question, in a serving process
@@ -32,7 +34,7 @@ from typing import Any, Callable
 from bench.measure import machine, offline
 
 RESULTS = Path(__file__).resolve().parent / "results"
-STAGES = ("build", "rebuild", "add", "answer", "segments", "scale", "coldstart", "encoders", "cluster")
+STAGES = ("build", "recipes", "rebuild", "add", "answer", "segments", "scale", "coldstart", "encoders", "cluster")
 # `encoders` (~5 min more) runs on its own: --stages encoders; `cluster` needs qa[cluster] (bench/cluster.py).
 DEFAULT_STAGES = STAGES[:-2]
 SIZES = (100_000, 1_000_000)

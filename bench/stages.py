@@ -109,6 +109,19 @@ def build(run: "Run") -> dict[str, Any]:
     }
 
 
+def recipes(run: "Run") -> dict[str, Any]:
+    """Cold builds of SQuAD dev with every build recipe (qa/slots.py), each with an empty cache,
+    beside one plain sentence-transformers encode of the same sentences (bench/build_cost.py)."""
+    import tempfile
+
+    from bench.build_cost import measure_recipes
+
+    _warm_encoder()  # the exported model every fresh cache links to
+    articles = [item.article for item in squad_articles(run.articles)]
+    with tempfile.TemporaryDirectory(prefix="recipes-", dir=run.work) as scratch:
+        return measure_recipes(articles, rounds=1, scratch=Path(scratch))
+
+
 def rebuild(run: "Run") -> dict[str, Any]:
     """The same build into a new folder: every vector comes from the cache."""
     _ensure_squad(run)

@@ -10,7 +10,7 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # What a build encodes per sentence (qa/slots.py): the names, here so the CLI lists them cheaply.
 RECIPES = ("full", "titled", "fast")
-DEFAULT_RECIPE = "full"
+DEFAULT_RECIPE = "titled"
 
 
 @dataclass(frozen=True)

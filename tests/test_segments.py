@@ -164,6 +164,20 @@ def test_merge_policy_keeps_segments_few_and_merges_adjacent_ones() -> None:
     assert rewritten <= 5 * sum(sizes)  # log_4(500) ~ 4.5 tiers
 
 
+def test_segmented_vectors_read_rows_as_one_matrix_would() -> None:
+    from qa.store.snapshot import SegmentedVectors
+
+    parts = [np.arange(n * 3, dtype=np.float32).reshape(n, 3) + 100 * i for i, n in enumerate((4, 1, 5))]
+    whole = np.concatenate(parts)
+    vectors = SegmentedVectors(parts, np.array([0, 4, 5, 10]))
+    for ids in ([0, 3, 4, 5, 9], [4], [2, 2, 7], [9, 0, 4, 4, 1], [], list(range(10))):
+        np.testing.assert_array_equal(vectors[np.array(ids, dtype=np.int64)], whole[ids])
+    np.testing.assert_array_equal(vectors[5], whole[5])
+    for bad in ([3, 10], [-1, 2]):
+        with pytest.raises(IndexError):
+            vectors[np.array(bad)]
+
+
 def test_writes_merge_segments_as_they_pile_up(tmp_path: Path) -> None:
     index = Index.load(copy_seed_index(tmp_path / "index"))
     index.merge_policy = MergePolicy(segments_per_tier=3, floor=1000)

@@ -88,6 +88,14 @@ class SegmentedVectors:
             ids = np.flatnonzero(ids)
         ids = ids.astype(np.int64)
         out = np.empty((len(ids), self.shape[1]), dtype=np.float32)
+        if len(ids) and (ids.min() < 0 or ids.max() >= self.shape[0]):
+            raise IndexError(f"row out of range for {self.shape[0]} vectors")
+        if len(ids) < 2 or bool(np.all(ids[1:] >= ids[:-1])):  # candidates come sorted: one slice per part
+            bounds = np.searchsorted(ids, self.offsets).tolist()
+            for part, (first, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
+                if stop > first:
+                    out[first:stop] = self.parts[part][ids[first:stop] - self.offsets[part]]
+            return out
         owner = np.searchsorted(self.offsets, ids, side="right") - 1
         for part in np.unique(owner).tolist():
             here = owner == part
