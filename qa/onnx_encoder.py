@@ -25,7 +25,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
 SMALL_BATCH = 8  # up to this many texts (a question, a few follow-ups) run on one thread
+TOKENIZE_WINDOW = 4096  # texts tokenised at once before batching by token count (bounds memory)
 MAX_DIFF = 1e-4  # largest difference from sentence-transformers accepted at export
 PROBES = ("", "Hi.", "How many industrial robots were installed in China in 2022?",
           "Ünïcödé: café, naïve, Zürich — 東京 и Москва 🙂", "  padded   with   spaces  ",
@@ -170,8 +171,8 @@ class OnnxEncoder:
             raise OnnxUnavailable(f"{file} outputs {shape}, expected {pipeline.dimension} columns")
         self._tokenizer = Tokenizer.from_file(str(pipeline.transformer / "tokenizer.json"))
         self._tokenizer.enable_truncation(pipeline.max_seq_length)
-        pad = self._tokenizer.padding or {"pad_id": 0, "pad_token": "[PAD]"}
-        self._tokenizer.enable_padding(pad_id=pad["pad_id"], pad_token=pad["pad_token"])  # to the batch's longest
+        self._pad_id = int((self._tokenizer.padding or {"pad_id": 0})["pad_id"])
+        self._tokenizer.no_padding()  # `_batches` pads each batch to its longest text
 
     def _session(self, threads: int) -> Any:
         onnxruntime = import_onnxruntime()
@@ -202,24 +203,44 @@ class OnnxEncoder:
         from tqdm.auto import tqdm
 
         session = self._session_for(len(texts))
-        order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch: less padding
-        encoded_chars = np.cumsum([len(texts[i]) for i in order]) if callable(progress) else None
+        total_chars = sum(map(len, texts))
+        done_chars = 0
         with tqdm(total=len(texts), desc="Encoding", unit="text", disable=progress is not True) as bar:
-            for first in range(0, len(texts), batch_size):
-                rows = order[first: first + batch_size]
-                batch = [texts[i] for i in rows]
-                encodings = self._tokenizer.encode_batch([t.lower() for t in batch] if self.pipeline.lowercase else batch)
-                feeds = {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-                         "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-                         "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64)}
+            for rows, ids, mask in self._batches(texts, batch_size):
+                feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
                 hidden = session.run(None, {name: feeds[name] for name in self._inputs})[0]
-                mask = feeds["attention_mask"].astype(np.float32)  # mean over real tokens only
-                pooled = np.einsum("btd,bt->bd", hidden, mask) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+                weights = mask.astype(np.float32)  # mean over real tokens only
+                pooled = np.einsum("btd,bt->bd", hidden, weights) / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
                 out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
                 bar.update(len(rows))
-                if encoded_chars is not None and callable(progress):
-                    progress(int(encoded_chars[first + len(rows) - 1]), int(encoded_chars[-1]))
+                if callable(progress):
+                    done_chars += sum(len(texts[i]) for i in rows)
+                    progress(done_chars, total_chars)
         return out
+
+    def _batches(self, texts: Sequence[str], batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(rows of `texts`, their token ids padded to the longest, attention mask) per batch,
+        longest texts first.
+
+        Texts are tokenised a window at a time (in order of character length) and each window is
+        batched by token count, so a batch pads to within a token or two of its texts: ordering
+        by characters alone left 47% of the tokens run on SQuAD sentences as padding.
+        """
+        by_chars = np.argsort([-len(t) for t in texts], kind="stable")
+        for first in range(0, len(texts), TOKENIZE_WINDOW):
+            window = by_chars[first : first + TOKENIZE_WINDOW]
+            batch = [texts[i] for i in window]
+            encodings = self._tokenizer.encode_batch([t.lower() for t in batch] if self.pipeline.lowercase else batch)
+            lengths = np.array([len(e.ids) for e in encodings])
+            by_tokens = np.argsort(-lengths, kind="stable")
+            for start in range(0, len(window), batch_size):
+                members = by_tokens[start : start + batch_size]
+                ids = np.full((len(members), int(lengths[members].max())), self._pad_id, dtype=np.int64)
+                mask = np.zeros_like(ids)
+                for row, member in enumerate(members.tolist()):
+                    ids[row, : lengths[member]] = encodings[member].ids
+                    mask[row, : lengths[member]] = 1
+                yield window[members], ids, mask
 
 
 def load(pipeline: Pipeline, fingerprint: str, cache_root: Path, read_model: Callable[[], Any]) -> OnnxEncoder:

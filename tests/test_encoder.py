@@ -63,6 +63,34 @@ def test_onnx_vectors_equal_sentence_transformers(warm_cache: Path, monkeypatch:
     assert onnx.dimension == 384 and onnx.encode([]).shape == (0, 384)
 
 
+def test_batches_are_cut_by_token_count_and_cover_every_text_once(warm_cache: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from qa.encoder import _runtime
+
+    monkeypatch.setenv("QA_CACHE_DIR", str(warm_cache))
+    runtime = _runtime(DEFAULT_MODEL, "onnx")
+    texts = TEXTS * 3
+    rows, padding, token_counts = [], 0, []
+    for batch_rows, ids, mask in runtime._batches(texts, 16):
+        lengths = mask.sum(axis=1)
+        assert ids.shape == mask.shape and lengths.max() == ids.shape[1] and (lengths >= 2).all()  # [CLS] .. [SEP]
+        assert (np.diff(lengths) <= 0).all()  # longest first within a batch
+        padding += int((lengths.max() - lengths).sum())
+        rows.extend(batch_rows.tolist())
+        token_counts.extend(lengths.tolist())
+    assert sorted(rows) == list(range(len(texts)))
+    # The least padding any cut into batches of 16 can have: consecutive runs of the lengths sorted.
+    ordered = sorted(token_counts, reverse=True)
+    least = sum(max(ordered[i:i + 16]) * len(ordered[i:i + 16]) - sum(ordered[i:i + 16]) for i in range(0, len(ordered), 16))
+    by_characters = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    counted = dict(zip(rows, token_counts))
+    chars = [counted[i] for i in by_characters]
+    old = sum(max(chars[i:i + 16]) * len(chars[i:i + 16]) - sum(chars[i:i + 16]) for i in range(0, len(chars), 16))
+    assert padding == least < old
+    single = np.vstack([runtime.encode([text]) for text in texts[:12]])  # no padding at all
+    assert max_diff(runtime.encode(texts)[:12], single) <= 1e-5
+
+
 def test_export_leaves_only_the_finished_file(warm_cache: Path) -> None:
     folders = list((warm_cache / "onnx").iterdir())
     assert [f.name for f in folders] == [Encoder().fingerprint]

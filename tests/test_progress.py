@@ -136,15 +136,15 @@ def test_qa_add_into_a_pipe_prints_progress_over_all_its_batches(tmp_path: Path)
 def test_the_app_bar_moves_as_a_paste_is_embedded(tmp_path: Path) -> None:
     admin = ArticleAdmin(Index.load(copy_seed_index(tmp_path / "index")))
     run = uuid.uuid4().hex[:6]
-    text = " ".join(f"Depot {n} of run {run} shipped {n * 11} crates of pears on day {n + 1}." for n in range(60))
+    text = " ".join(f"Depot {n} of run {run} shipped {n * 11} crates of pears on day {n + 1}." for n in range(100))  # 200 texts: four batches
     moves: list[tuple[float, str]] = []
     status = admin.add_pasted("Pear depots", text, progress=lambda fraction, desc: moves.append((fraction, desc)))
     assert status.startswith("Added 'Pear depots'"), status
     fractions = [fraction for fraction, _ in moves]
-    assert moves[0] == (0.0, "Embedding 60 sentences"), moves
+    assert moves[0] == (0.0, "Embedding 100 sentences"), moves
     assert fractions == sorted(fractions) and len({f for f in fractions if 0 < f < 1}) >= 2, moves
-    assert re.fullmatch(r"Embedded \d+/60 sentences, \d+ sentences/s, ETA \d+.*", moves[1][1]), moves
-    assert moves[-1][0] == 1.0 and moves[-1][1].startswith("Embedded 60/60 sentences in"), moves
+    assert re.fullmatch(r"Embedded \d+/100 sentences, \d+ sentences/s, ETA \d+.*", moves[1][1]), moves
+    assert moves[-1][0] == 1.0 and moves[-1][1].startswith("Embedded 100/100 sentences in"), moves
 
 
 def test_a_job_with_nothing_to_embed_says_nothing() -> None:
