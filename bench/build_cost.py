@@ -35,7 +35,7 @@ from bench.corpora import squad_articles
 from qa.corpus import Corpus
 from qa.encoder import DEFAULT_MODEL, Encoder, _pipeline, model_fingerprint, resolve_model
 
-RESULTS = Path(__file__).resolve().parent / "results" / "build-cost.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "build-cost-articles.json"
 
 
 def _log(message: str) -> None:

@@ -15,7 +15,8 @@ so the ratios hold on a busy machine. Stages:
     coldstart  `python app.py` until the first answer is served
     encoders   int8 dynamic quantisation (and ONNX Runtime when installed) vs the float32 encoder
 
-Writes bench/results/speed.json and bench/results/speed.md (`encoders` alone: encoders.json/.md).
+Writes bench/results/speed.json and bench/results/speed.md (`encoders` alone: encoders.json/.md;
+`cluster` alone: cluster.json/.md; `recipes` alone: build-cost.json/.md).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     text = table(report)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = stages[0] if stages in (["encoders"], ["cluster"]) else "speed"
+    name = {"encoders": "encoders", "cluster": "cluster", "recipes": "build-cost"}.get(stages[0], "speed") if len(stages) == 1 else "speed"
     (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (args.out / f"{name}.md").write_text(text + "\n", encoding="utf-8")
     if failed:

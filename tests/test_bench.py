@@ -95,6 +95,21 @@ def test_change_figures(report: dict) -> None:
     assert report["stages"]["segments"]["segments"] == 2  # two articles, one add each (at most 16)
 
 
+def test_the_recipes_stage_builds_with_every_recipe_against_the_plain_encode(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    done = subprocess.run([sys.executable, "-m", "bench", "--articles", "1", "--stages", "recipes", "--out", str(tmp_path)],
+                          check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads((tmp_path / "build-cost.json").read_text())["stages"]["recipes"]
+    timings, load = figures["timings"], figures["per_sentence"]
+    assert figures["default_recipe"] == "titled"
+    for recipe, texts in (("full", 3), ("titled", 2), ("fast", 1)):
+        assert timings[f"{recipe}: cold build (empty cache)"]["wall_s"] > 0
+        assert abs(load[recipe]["texts_per_sentence"] - texts) < 0.1  # repeats and titles move it a little
+    assert load["full"]["tokens"] > load["titled"]["tokens"] > load["fast"]["tokens"] >= load["plain"]["tokens"]
+    assert "Cold build, recipe `titled` (default)" in (tmp_path / "build-cost.md").read_text()
+
+
 def test_proximity_sweep_runs_on_a_slice(tmp_path: Path) -> None:
     """bench.proximity (the term-proximity lever in docs/quality.md) on two articles."""
     from bench.proximity import WEIGHTS, content_pairs, main, triples
