@@ -58,7 +58,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
         index = build_on_cluster(args.source or default_source_path(), args.index or default_index_path(), args.ray,
                                  model=args.model, workers=args.workers, segments=args.segments,
-                                 drop_missing=args.drop_missing, recipe=args.recipe)
+                                 drop_missing=args.drop_missing, recipe=args.recipe, progress=True)
     else:
         # Progress goes to stderr: a live bar on a terminal, a plain line every QA_PROGRESS_INTERVAL s elsewhere.
         index = Index.build(args.source, args.index, model=args.model, progress=True, drop_missing=args.drop_missing,
@@ -77,7 +77,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         from qa.cluster.build import add_on_cluster
 
         return _print_report(add_on_cluster(Index.load(args.index), args.paths, args.ray, rebuild=False,
-                                            workers=args.workers, segments=args.segments))
+                                            workers=args.workers, segments=args.segments, progress=True))
     return _print_report(Index.load(args.index).add(args.paths, progress=True))
 
 

@@ -91,8 +91,11 @@ def builds(squad, cluster, tmp_path_factory: pytest.TempPathFactory) -> tuple[In
 
     source, _ = squad
     folder = tmp_path_factory.mktemp("indexes")
-    on_ray = build_on_cluster(source, folder / "ray", cluster.address, segments=4)
+    on_ray = build_on_cluster(source, folder / "ray", cluster.address, segments=4, progress=RAY_PROGRESS.append)
     return on_ray, Index.build(source, folder / "local")
+
+
+RAY_PROGRESS: list = []  # every progress Status the cluster build reported
 
 
 def _by_sentence(index: Index) -> dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]]:
@@ -155,6 +158,10 @@ def test_a_ray_build_equals_a_local_build(builds, squad) -> None:
     assert worst <= 1e-5, worst
     questions = [q.text for q in squad[1].questions][::25]
     _assert_same(_answers(on_ray.answer, questions), _answers(local.answer, questions))
+    # The build told its progress as batches came back from the actors, and ended at every sentence.
+    done = [status.done for status in RAY_PROGRESS]
+    assert done == sorted(done) and len(set(done)) >= 3 and RAY_PROGRESS[-1].finished, done
+    assert RAY_PROGRESS[-1].done == RAY_PROGRESS[-1].total == len(local)
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ from qa.dense import DenseIndex
 from qa.encoder import DEFAULT_MODEL, Encoder
 from qa.errors import NoArticlesError, QAError
 from qa.index import BATCH_SENTENCES, AddReport, Index, _script_counts, _scripts
+from qa.progress import Reporter, Tracker, WorkDone, reporter_for
 from qa.slots import DEFAULT_RECIPE, stored_vectors, texts_to_encode
 from qa.store import Segment, SegmentData, read_segment_data, write_lock
 
@@ -93,8 +94,10 @@ def read_articles(ray: Any, paths: Iterable[str | Path], report: AddReport) -> l
     return articles
 
 
-def embed(ray: Any, texts: list[str], model: str, workers: int, dimension: int) -> np.ndarray:
-    """Vectors of `texts`, row for row, encoded on a pool of `workers` actors."""
+def embed(ray: Any, texts: list[str], model: str, workers: int, dimension: int,
+          progress: WorkDone | bool = False) -> np.ndarray:
+    """Vectors of `texts`, row for row, encoded on a pool of `workers` actors; `progress` (an
+    encoder's hook, see qa.progress) is told (texts back, texts in all) as batches come back."""
     if not texts:
         return np.zeros((0, dimension), dtype=np.float32)
     import ray.data
@@ -105,8 +108,12 @@ def embed(ray: Any, texts: list[str], model: str, workers: int, dimension: int) 
     encoded = rows.map_batches(_Embed, fn_constructor_kwargs={"model": model}, batch_size=TEXTS_PER_BATCH,
                                compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
     vectors = np.full((len(texts), dimension), np.nan, dtype=np.float32)
+    back = 0
     for batch in encoded.iter_batches(batch_size=None, batch_format="numpy"):
         vectors[batch["position"]] = np.stack(batch["vector"])  # output order is not kept: place by position
+        back += len(batch["position"])
+        if callable(progress):
+            progress(back, len(texts))
     if np.isnan(vectors).any():
         raise QAError("The embedding pool returned fewer vectors than texts; the index was left as it was.")
     return vectors
@@ -131,11 +138,12 @@ def _corpus(articles: list[Article], tables: list[np.ndarray]) -> Corpus:
 
 
 def add_on_cluster(index: Index, paths: Iterable[str | Path], address: str, *, rebuild: bool,
-                   workers: int | None = None, segments: int | None = None, drop_missing: bool = False) -> AddReport:
+                   workers: int | None = None, segments: int | None = None, drop_missing: bool = False,
+                   progress: bool | Reporter = False) -> AddReport:
     """Add (or, with `rebuild`, replace everything by) the articles under `paths`, on the cluster
     at `address`; one commit point at the end. `workers`: embedding actors (default: one per
     cluster CPU); `segments`: how many segments to cut the new articles into (default: one per
-    `BATCH_SENTENCES` sentences)."""
+    `BATCH_SENTENCES` sentences). `progress`: as `Index.add`'s (sentences embedded, rate, ETA)."""
     ray = connect(address)
     paths = list(paths)
     report = AddReport()
@@ -162,8 +170,13 @@ def add_on_cluster(index: Index, paths: Iterable[str | Path], address: str, *, r
         corpora = [_corpus(kept[run.start:run.stop], [tables[a.sha256] for a in kept[run.start:run.stop]]) for run in runs]
         texts = [texts_to_encode(corpus, index.recipe) for corpus in corpora]
         pool = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        vectors = embed(ray, [text for group in texts for text in group], index.encoder.model_name, pool,
-                        index.encoder.dimension)
+        tracker = Tracker(sum(len(corpus) for corpus in corpora), reporter_for(progress))
+        try:
+            vectors = embed(ray, [text for group in texts for text in group], index.encoder.model_name, pool,
+                            index.encoder.dimension, tracker.part(sum(len(corpus) for corpus in corpora)))
+            tracker.finish()
+        finally:
+            tracker.finish(complete=False)
         written, first = [], 0
         for run, corpus, group in zip(runs, corpora, texts):
             count = len(corpus)
@@ -185,7 +198,7 @@ def add_on_cluster(index: Index, paths: Iterable[str | Path], address: str, *, r
 
 def build_on_cluster(source: str | Path, path: str | Path, address: str, *, model: str = DEFAULT_MODEL,
                      workers: int | None = None, segments: int | None = None, drop_missing: bool = False,
-                     recipe: str = DEFAULT_RECIPE) -> Index:
+                     recipe: str = DEFAULT_RECIPE, progress: bool | Reporter = False) -> Index:
     """`Index.build` on the cluster at `address`: a fresh index of every article under `source`,
     its sentences encoded by `recipe` (qa.slots).
 
@@ -196,7 +209,7 @@ def build_on_cluster(source: str | Path, path: str | Path, address: str, *, mode
     """
     index = Index.empty(Path(path), Encoder(model), recipe=recipe)
     index.build_report = add_on_cluster(index, [source], address, rebuild=True, workers=workers, segments=segments,
-                                        drop_missing=drop_missing)
+                                        drop_missing=drop_missing, progress=progress)
     return index
 
 
