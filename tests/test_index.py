@@ -61,16 +61,22 @@ def test_build_matches_committed_seed_index(built: Index, seed_index: Index) -> 
 
 def test_each_vector_file_holds_the_vectors_of_its_texts(built: Index) -> None:
     """Row i of embeddings.npy is sentence i; row i of title-context-embeddings.npy is its
-    "title: sentence" vector, then its in-context vector."""
+    "title: sentence" vector, then (default recipe "titled") the normalised sum of its own and
+    its paragraph neighbours' sentence vectors."""
     state = built._state
+    assert built.recipe == "titled"
     rows = np.array([0, 7, len(built) - 1])
-    sentence, titled, in_context = (np.array(texts)[rows].tolist() for texts in state.corpus.embedding_texts())
+    sentence, titled, _ = (np.array(texts)[rows].tolist() for texts in state.corpus.embedding_texts())
     dimension = state.embeddings.shape[1]
     assert state.title_context_embeddings.shape == (len(built), 2 * dimension)
+    vectors = np.asarray(state.embeddings)
     pairs = np.asarray(state.title_context_embeddings)[rows]
-    for stored, texts in ((np.asarray(state.embeddings)[rows], sentence), (pairs[:, :dimension], titled),
-                          (pairs[:, dimension:], in_context)):
-        np.testing.assert_allclose(stored, built.encoder.encode(texts), atol=1e-5)
+    np.testing.assert_allclose(vectors[rows], built.encoder.encode(sentence), atol=1e-5)
+    np.testing.assert_allclose(pairs[:, :dimension], built.encoder.encode(titled), atol=1e-5)
+    previous, following = state.corpus.neighbours
+    context = vectors[rows] + np.where((previous[rows] >= 0)[:, None], vectors[previous[rows]], 0) \
+        + np.where((following[rows] >= 0)[:, None], vectors[following[rows]], 0)
+    np.testing.assert_allclose(pairs[:, dimension:], context / np.linalg.norm(context, axis=1, keepdims=True), atol=1e-5)
 
 
 def test_add_duplicate_remove_round_trip(tmp_path: Path, built: Index) -> None:
