@@ -80,6 +80,7 @@ def run(articles: int, questions: int, shards: int) -> dict[str, Any]:
             figures[f"build_{workers}_workers_s"] = round(seconds, 1)
             figures[f"sentences_per_s_{workers}_workers"] = round(len(index) / seconds, 1)
         figures["sentences"] = len(index)
+        figures["recipe"] = index.recipe
         per_worker = len(index) / max(figures["build_1_workers_s"] - figures["fixed_overhead_s"], 1e-9)
         figures["per_worker_sentences_per_s"] = round(per_worker, 1)
         for workers in (8, 32):
@@ -126,7 +127,7 @@ def markdown(f: dict[str, Any]) -> list[str]:
         (f"build of {f['articles']} SQuAD articles ({f['sentences']:,} sentences), 1 worker",
          f"{f['build_1_workers_s']} s, {f['sentences_per_s_1_workers']} sentences/s"),
         ("the same, 2 workers (same 2 cores)", f"{f['build_2_workers_s']} s, {f['sentences_per_s_2_workers']} sentences/s"),
-        ("per worker, over the fixed overhead", f"{f['per_worker_sentences_per_s']} sentences/s (3 texts each)"),
+        ("per worker, over the fixed overhead", f"{f['per_worker_sentences_per_s']} sentences/s (recipe {f.get('recipe', 'full')})"),
         ("projected, 8 / 32 workers (projection)",
          f"{f['projected_sentences_per_s_8_workers']:.0f} / {f['projected_sentences_per_s_32_workers']:.0f} sentences/s"),
         (f"`answer()` in process, p50 ({f['questions']} questions)", f"{f['local_answer_p50_ms']} ms"),
