@@ -45,17 +45,19 @@ def check_recipe(name: str) -> str:
 
 def texts_to_encode(corpus: Corpus, recipe: str) -> list[str]:
     """Everything `recipe` encodes for `corpus` (a block of new articles, ids from 0), sentences first."""
+    check_recipe(recipe)
     sentences, titled, in_context = corpus.embedding_texts()
     if recipe == "full":
         return sentences + titled + in_context
     if recipe == "titled":
         return sentences + titled
-    return sentences + corpus.title_texts()
+    return sentences + corpus.title_texts()  # fast
 
 
 def stored_vectors(corpus: Corpus, recipe: str, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The (n, d) sentence vectors and (n, 2 x d) slots of `corpus`, from the vectors of
     `texts_to_encode(corpus, recipe)`, row for row."""
+    check_recipe(recipe)
     count = len(corpus)
     sentence = np.ascontiguousarray(encoded[:count], dtype=np.float32)
     if recipe == "full":
@@ -63,7 +65,7 @@ def stored_vectors(corpus: Corpus, recipe: str, encoded: np.ndarray) -> tuple[np
     context = _neighbour_sum(sentence, *corpus.neighbours)
     if recipe == "titled":
         titled = encoded[count : 2 * count]
-    else:
+    else:  # fast
         titled = _unit(sentence + encoded[count:][corpus.table[:, ARTICLE]])
     return sentence, np.ascontiguousarray(np.hstack([titled, context]), dtype=np.float32)
 

@@ -112,3 +112,18 @@ def test_an_unknown_recipe_is_refused_before_anything_is_written(tmp_path: Path)
     with pytest.raises(ValueError, match="choose one of: full, titled, fast"):
         Index.build(tmp_path, tmp_path / "index", recipe="quick")
     assert not (tmp_path / "index").exists()
+
+
+def test_an_index_naming_a_recipe_this_qa_does_not_know_is_refused_with_the_fix(tmp_path: Path) -> None:
+    from qa.errors import IndexFormatError
+
+    source = tmp_path / "articles"
+    source.mkdir()
+    write_article(source, "robots", "Robots in China", "China installed 290,300 industrial robots in 2022.")
+    Index.build(source, tmp_path / "index")
+    manifest_file = tmp_path / "index" / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["recipe"] = "late"  # a later qa's, say
+    manifest_file.write_text(json.dumps(manifest))
+    with pytest.raises(IndexFormatError, match="recipe 'late', which this qa does not know.*qa build --index"):
+        Index.load(tmp_path / "index")

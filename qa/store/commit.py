@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from qa.config import RECIPES
 from qa.errors import IndexCorruptError, IndexFormatError, IndexMissingError
 from qa.store.files import write_file_atomically
 
@@ -65,6 +66,12 @@ def read_commit(path: Path) -> dict[str, Any]:
         raise IndexCorruptError(
             f"The index at '{path}' is corrupt ({MANIFEST} lacks {exc}). Rebuild it with `qa build --index {path}`."
         ) from None
+    recipe = manifest.get("recipe", "full")  # none named: written before recipes, by the full one
+    if recipe not in RECIPES:
+        raise IndexFormatError(
+            f"The index at '{path}' was built with the recipe {recipe!r}, which this qa does not know "
+            f"(it knows {', '.join(RECIPES)}). Use the qa that built it, or rebuild it with `qa build --index {path}`."
+        )
     missing = [name for name in names if not (path / name).is_dir()]
     if missing:
         raise IndexCorruptError(
