@@ -77,7 +77,7 @@ class Setup:
         """Index the halves as `qa eval squad` does (every vector from the embedding cache when warm)."""
         self.squad = load_squad(DATA, articles)
         files = write_articles(self.squad, folder / "articles")
-        self.index = Index.build(files[TUNING], folder / "index", settings=settings)
+        self.index = Index.build(files[TUNING], folder / "index", settings=settings, recipe="full")  # old_slots: encoded
         self.tuning_state = self.index._state
         self.texts = resolved_questions([q.text for q in self.squad.questions], settings)
         self.vectors = cached_encode(self.index.encoder, [t or "" for t in self.texts])
