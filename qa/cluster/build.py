@@ -170,10 +170,11 @@ def add_on_cluster(index: Index, paths: Iterable[str | Path], address: str, *, r
         corpora = [_corpus(kept[run.start:run.stop], [tables[a.sha256] for a in kept[run.start:run.stop]]) for run in runs]
         texts = [texts_to_encode(corpus, index.recipe) for corpus in corpora]
         pool = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        tracker = Tracker(sum(len(corpus) for corpus in corpora), reporter_for(progress))
+        sentences = sum(len(corpus) for corpus in corpora)
+        tracker = Tracker(sentences, reporter_for(progress))
         try:
             vectors = embed(ray, [text for group in texts for text in group], index.encoder.model_name, pool,
-                            index.encoder.dimension, tracker.part(sum(len(corpus) for corpus in corpora)))
+                            index.encoder.dimension, tracker.part(sentences))
             tracker.finish()
         finally:
             tracker.finish(complete=False)
