@@ -75,9 +75,11 @@ def candidate_features(asked: Any, corpus: Any) -> dict[str, float]:
     from qa.confidence import content_terms, features
     from qa.cues import asks_for_cue, cue_features
 
+    from qa.confidence import NO_HITS
+
     hits = asked.hits
-    if not hits:
-        return {}
+    if not hits or hits[0].confidence <= NO_HITS:  # nothing ranked, or the turn rules said it cannot answer:
+        return {}  # the engine abstains without the score (qa.confidence.confidence), so it is not fitted
     values = dict(zip(ENGINE, features(asked.question, hits, corpus)))
     top = hits[0]
     terms = content_terms(asked.question)

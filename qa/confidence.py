@@ -115,7 +115,9 @@ def score(values: Sequence[float]) -> float:
 
 
 def confidence(query: str, hits: Sequence[Hit], corpus: Corpus) -> float:
-    """The answer's confidence (log-odds; compared with `Settings.abstain_threshold`); NO_HITS without hits."""
-    if not hits:
+    """The answer's confidence (log-odds; compared with `Settings.abstain_threshold`): NO_HITS
+    without hits, and when the turn rules (qa.turns) marked the top hit NO_HITS as unable to
+    answer; the fitted score otherwise (those rows are left out of its fit)."""
+    if not hits or hits[0].confidence <= NO_HITS:
         return NO_HITS
     return score(features(query, hits, corpus))

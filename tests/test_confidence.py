@@ -37,6 +37,14 @@ def test_features_tell_an_answered_question_from_an_unrelated_one(seed_index) ->
     assert confidence.confidence("anything", [], corpus) == confidence.NO_HITS
 
 
+def test_a_top_hit_the_turn_rules_marked_forces_no_hits_whatever_the_score(seed_index) -> None:
+    corpus = seed_index._state.corpus
+    query, hits = seed_index.search("How many industrial robots were installed in China in 2022?")
+    assert confidence.confidence(query, hits, corpus) > seed_index.settings.abstain_threshold
+    marked = [hits[0]._replace(confidence=confidence.NO_HITS), *hits[1:]]  # as qa.turns marks it
+    assert confidence.confidence(query, marked, corpus) == confidence.NO_HITS
+
+
 @pytest.mark.skipif(not RESULTS.is_file(), reason="bench/results/confidence.json not written yet")
 def test_weights_and_threshold_are_the_ones_bench_confidence_fitted() -> None:
     from qa.config import Settings
