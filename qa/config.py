@@ -11,6 +11,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # What a build encodes per sentence (qa/slots.py): the names, here so the CLI lists them cheaply.
 RECIPES = ("full", "titled", "fast")
 DEFAULT_RECIPE = "titled"
+LEGACY_RECIPE = "full"  # what a commit point that names no recipe (written before recipes) was built with
 
 
 @dataclass(frozen=True)

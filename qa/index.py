@@ -35,7 +35,7 @@ from qa.errors import (
 )
 from qa.progress import Reporter, Tracker, reporter_for
 from qa.ranking import Hit, rank
-from qa.slots import DEFAULT_RECIPE, LEGACY_RECIPE, check_recipe, stored_vectors, texts_to_encode
+from qa.slots import DEFAULT_RECIPE, check_recipe, stored_vectors, texts_to_encode
 from qa.store import (
     MANIFEST,
     MergePolicy,
@@ -222,7 +222,7 @@ class Index:
     @property
     def recipe(self) -> str:
         """What each sentence's vectors are made of (qa.slots); every write to this index follows it."""
-        return self._state.manifest.get("recipe", LEGACY_RECIPE)
+        return self._state.manifest["recipe"]  # `read_commit` names the legacy one for older indexes
 
     @property
     def manifest(self) -> dict[str, Any]:

@@ -22,14 +22,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from qa.config import DEFAULT_RECIPE, RECIPES
+from qa.config import DEFAULT_RECIPE, LEGACY_RECIPE, RECIPES
 from qa.corpus import ARTICLE
 
 if TYPE_CHECKING:
     from qa.corpus import Corpus
 
 __all__ = ["DEFAULT_RECIPE", "LEGACY_RECIPE", "RECIPES", "check_recipe", "stored_vectors", "texts_to_encode"]
-LEGACY_RECIPE = "full"  # what a commit point that names no recipe was built with
 
 
 def check_recipe(name: str) -> str:

@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from qa.config import RECIPES
+from qa.config import LEGACY_RECIPE, RECIPES
 from qa.errors import IndexCorruptError, IndexFormatError, IndexMissingError
 from qa.store.files import write_file_atomically
 
@@ -33,7 +33,8 @@ LEGACY_PREFIX = "data-"
 
 
 def read_commit(path: Path) -> dict[str, Any]:
-    """The commit point of the index at `path`, in format 7 whatever format wrote it.
+    """The commit point of the index at `path`, in format 7 whatever format wrote it (a commit point
+    naming no build recipe, written before recipes existed, is given `qa.config.LEGACY_RECIPE`).
 
     Raises:
         IndexMissingError: no index there.
@@ -66,7 +67,7 @@ def read_commit(path: Path) -> dict[str, Any]:
         raise IndexCorruptError(
             f"The index at '{path}' is corrupt ({MANIFEST} lacks {exc}). Rebuild it with `qa build --index {path}`."
         ) from None
-    recipe = manifest.get("recipe", "full")  # none named: written before recipes, by the full one
+    recipe = manifest.setdefault("recipe", LEGACY_RECIPE)  # none named: written before recipes existed
     if recipe not in RECIPES:
         raise IndexFormatError(
             f"The index at '{path}' was built with the recipe {recipe!r}, which this qa does not know "
