@@ -408,18 +408,17 @@ class Index:
         corpus = Corpus.empty().with_articles(articles)
         texts = texts_to_encode(corpus, self.recipe)
         encoded = cached_encode(self.encoder, texts, progress=tracker.part(len(corpus)))
-        count = len(corpus)
-        sentence, slots = stored_vectors(corpus, self.recipe, encoded)
         signatures = np.asarray(near.signatures[len(near.signatures) - len(articles):], dtype=np.uint64)
-        data = SegmentData(corpus, sentence, slots, DenseIndex.build(sentence),
-                           LexicalIndex.build(texts[:count], corpus.neighbours), CueTable.empty().extend(corpus.sentences(np.arange(count))),
-                           signatures)
-        name = self._next_segment_name()
-        data.write(self.path, name)
-        segment = Segment(name, read_segment_data(self.path / name, count))  # the written files, mapped
+        segment = self._write_segment(new_segment_data(corpus, self.recipe, texts, encoded, signatures))
         if commit:
             self._commit([*self._state.segments, segment], scripts=_script_counts(self._state.manifest) + _scripts(articles))
-        return name, segment.data
+        return segment.name, segment.data
+
+    def _write_segment(self, data: SegmentData) -> Segment:
+        """Write `data` as a new segment folder (not yet committed) and return it, its files mapped."""
+        name = self._next_segment_name()
+        data.write(self.path, name)
+        return Segment(name, read_segment_data(self.path / name, len(data.corpus)))
 
     def _next_segment_name(self) -> str:
         """A segment name no commit has used, nor a killed writer left behind."""
@@ -480,10 +479,7 @@ class Index:
     def _merge(self, positions: list[int]) -> None:
         """Replace the adjacent segments at `positions` by one merged segment, in their place."""
         segments = list(self._state.segments)
-        merged = merge_segments([segments[p] for p in positions])
-        name = self._next_segment_name()
-        merged.write(self.path, name)
-        segments[positions[0] : positions[-1] + 1] = [Segment(name, read_segment_data(self.path / name, len(merged)))]
+        segments[positions[0] : positions[-1] + 1] = [self._write_segment(merge_segments([segments[p] for p in positions]))]
         self._commit(segments)
 
     def _commit(self, segments: list[Segment], *, replace_all: bool = False,
@@ -527,6 +523,17 @@ class Index:
         sweep(self.path, referenced(manifest), (SEGMENT_PREFIX, LEGACY_PREFIX))
         self._state = Snapshot(segments, manifest, self.encoder.dimension)
         self._manifest_stamp = self._stamp()
+
+
+def new_segment_data(corpus: Corpus, recipe: str, texts: list[str], encoded: np.ndarray,
+                     signatures: np.ndarray) -> SegmentData:
+    """A segment of new articles (`corpus`, ids from 0) from the vectors of `texts`, which are
+    `texts_to_encode(corpus, recipe)`; `signatures`: the articles' near-duplicate signatures."""
+    count = len(corpus)
+    sentence, slots = stored_vectors(corpus, recipe, encoded)
+    return SegmentData(corpus, sentence, slots, DenseIndex.build(sentence),
+                       LexicalIndex.build(texts[:count], corpus.neighbours),  # the sentences come first
+                       CueTable.empty().extend(corpus.sentences(np.arange(count))), signatures)
 
 
 def _number(name: str) -> int:

@@ -24,17 +24,14 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from qa.articles import Article, find_article_files
-from qa.bm25 import LexicalIndex
 from qa.cluster.runtime import connect
 from qa.corpus import ARTICLE, Corpus
-from qa.cues import CueTable
-from qa.dense import DenseIndex
 from qa.encoder import DEFAULT_MODEL, Encoder
 from qa.errors import NoArticlesError, QAError
-from qa.index import BATCH_SENTENCES, AddReport, Index, _script_counts, _scripts
+from qa.index import BATCH_SENTENCES, AddReport, Index, _script_counts, _scripts, new_segment_data
 from qa.progress import Reporter, Tracker, WorkDone, reporter_for
-from qa.slots import DEFAULT_RECIPE, stored_vectors, texts_to_encode
-from qa.store import Segment, SegmentData, read_segment_data, write_lock
+from qa.slots import DEFAULT_RECIPE, texts_to_encode
+from qa.store import write_lock
 
 FILES_PER_TASK = 16
 TEXTS_PER_BATCH = 256
@@ -180,15 +177,10 @@ def add_on_cluster(index: Index, paths: Iterable[str | Path], address: str, *, r
             tracker.finish(complete=False)
         written, first = [], 0
         for run, corpus, group in zip(runs, corpora, texts):
-            count = len(corpus)
-            sentence, slots = stored_vectors(corpus, index.recipe, vectors[first : first + len(group)])
+            data = new_segment_data(corpus, index.recipe, group, vectors[first : first + len(group)],
+                                    signatures[run.start:run.stop])
             first += len(group)
-            data = SegmentData(corpus, sentence, slots, DenseIndex.build(sentence),
-                               LexicalIndex.build(group[:count], corpus.neighbours),
-                               CueTable.empty().extend(corpus.sentences(np.arange(count))), signatures[run.start:run.stop])
-            name = index._next_segment_name()
-            data.write(index.path, name)
-            written.append(Segment(name, read_segment_data(index.path / name, count)))
+            written.append(index._write_segment(data))
         scripts = _scripts(kept) if rebuild else _script_counts(index.manifest) + _scripts(kept)
         index._commit(written if rebuild else [*index._state.segments, *written], replace_all=rebuild, scripts=scripts)
         report.added.extend(a.id for a in kept)
