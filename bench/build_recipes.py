@@ -35,7 +35,7 @@ from bench import slot_recipes as sr
 from qa.cache import cached_encode
 from qa.config import FusionWeights, Settings
 from qa.evaluation import metrics
-from qa.evaluation.run import article_rows, measure, resolved_questions
+from qa.evaluation.run import article_rows, resolved_questions
 from qa.evaluation.squad import HELD_OUT, TUNING, load_squad, write_articles
 from qa.index import Index
 
@@ -242,19 +242,15 @@ def main(argv: list[str] | None = None) -> None:
         fast = sr.TITLE_RECIPES["fast: unit(s+t), unit(p+s+n)"]
         rows = [run_recipe(setup, "fast, today's weights (not re-tuned)", fast, rate, today),
                 run_recipe(setup, "fast: unit(s+t), unit(p+s+n)", fast, rate)]
-        recipes = {"fast: unit(s+t), unit(p+s+n)": fast}
         if args.more:  # on 4 articles: no better than the plain fast recipe (0.787 vs 0.790 MRR)
             titled_context = sr.context_recipes(lambda p: fast(p)[0])["context unit(p+s+n+t)"]
             rows.append(run_recipe(setup, "fast: unit(s+t), unit(p+s+n+t)", titled_context, rate))
-            recipes["fast: unit(s+t), unit(p+s+n+t)"] = titled_context
         if args.ablations:  # each encodes one extra text per sentence: "title: sentence" or the context
             for name in ("ablation: encoded title slot, fast context", "ablation: fast title, encoded context slot"):
                 rows.append(run_recipe(setup, name, sr.TITLE_RECIPES[name], rate))
-                recipes[name] = sr.TITLE_RECIPES[name]
         if args.late:
             late = sr.LATE_RECIPES["late: titled span | context span"]
             rows.append(run_recipe(setup, "late: titled span | context span", late, rate))
-            recipes["late: titled span | context span"] = late
         families = {"fast (sentence encoded once, one title per article)":
                     [r for r in rows if r["tuning_half_mrr_tuned"] and r["recipe"].startswith(("fast", "title"))],
                     "one slot encoded (sentence and one extra text)":
@@ -267,7 +263,6 @@ def main(argv: list[str] | None = None) -> None:
             best = max(members, key=lambda r: r["tuning_half_mrr_tuned"])
             chosen = Settings(weights=FusionWeights(**{**{k: 0.0 for k in today}, **best["weights"]}))
             _log(f"best {family} on the tuning half: {best['recipe']}; checking it through the engine")
-            recipe = recipes[best["recipe"]]
             engine_recipe = sr.ENGINE_RECIPES.get(best["recipe"])
             winners[family] = {"recipe": best["recipe"], "engine_recipe": engine_recipe,
                                "settings": {"weights": best["weights"],

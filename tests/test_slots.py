@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_article
 
 from qa.corpus import ARTICLE, Corpus
 from qa.index import Index
 from qa.ranking import _paragraph_features
 from qa.slots import stored_vectors, texts_to_encode
-from conftest import write_article
 
 QUESTION = "How many industrial robots were installed in China in 2022?"
 
