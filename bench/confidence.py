@@ -72,14 +72,14 @@ def _article_terms(text: str) -> frozenset[str]:
 
 def candidate_features(asked: Any, corpus: Any) -> dict[str, float]:
     """Every candidate feature of one asked question (the engine's and the others)."""
-    from qa.confidence import content_terms, features
+    from qa.confidence import NO_HITS, content_terms, features
     from qa.cues import asks_for_cue, cue_features
 
-    from qa.confidence import NO_HITS
-
     hits = asked.hits
-    if not hits or hits[0].confidence <= NO_HITS:  # nothing ranked, or the turn rules said it cannot answer:
-        return {}  # the engine abstains without the score (qa.confidence.confidence), so it is not fitted
+    # Nothing ranked, or the turn rules marked the top hit unable to answer: the engine abstains
+    # without the score (qa.confidence.confidence), so the row is not fitted either.
+    if not hits or hits[0].confidence <= NO_HITS:
+        return {}
     values = dict(zip(ENGINE, features(asked.question, hits, corpus)))
     top = hits[0]
     terms = content_terms(asked.question)

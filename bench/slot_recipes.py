@@ -41,13 +41,10 @@ class Parts:
 
 
 def title_texts(corpus: object) -> tuple[list[str], list[str]]:
-    """Each article's title and "title:" as the encoder would read them (acronyms spelled out)."""
-    plain, colon = [], []
-    for article in corpus.articles:
-        expand = acronym_expander(article.text)
-        plain.append(expand(article.title))
-        colon.append(expand(f"{article.title}:"))
-    return plain, colon
+    """Each article's title and "title:" as the encoder would read them (acronyms spelled out);
+    the first is what the engine's fast recipe encodes (`Corpus.title_texts`)."""
+    colon = [acronym_expander(article.text)(f"{article.title}:") for article in corpus.articles]
+    return corpus.title_texts(), colon
 
 
 def token_counts(encoder: Encoder, texts: list[str]) -> np.ndarray:
