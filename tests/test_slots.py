@@ -70,12 +70,17 @@ def _stored_slots(index: Index, article_id: str) -> np.ndarray:
     return np.asarray(state.title_context_embeddings[ids], dtype=np.float32)
 
 
-def test_an_index_records_its_recipe_and_every_add_follows_it(tmp_path: Path) -> None:
+def _robots_index(tmp_path: Path, recipe: str) -> Index:
+    """An index of one small article at `tmp_path/index`, built with `recipe`."""
     source = tmp_path / "articles"
     source.mkdir()
     write_article(source, "robots", "Robots in China", "China installed 290,300 industrial robots in 2022.\n\n"
                   "That was 7.4 times the number installed in the US. Most went to car plants.")
-    index = Index.build(source, tmp_path / "index", recipe="fast")
+    return Index.build(source, tmp_path / "index", recipe=recipe)
+
+
+def test_an_index_records_its_recipe_and_every_add_follows_it(tmp_path: Path) -> None:
+    index = _robots_index(tmp_path, "fast")
     assert index.manifest["recipe"] == "fast"
     added = write_article(tmp_path, "tea", "Tea harvest", "The spring tea harvest in Fujian began early. "
                           "Growers blamed a warm March.\n\nPrices rose by a fifth.")
@@ -89,11 +94,7 @@ def test_an_index_records_its_recipe_and_every_add_follows_it(tmp_path: Path) ->
 
 
 def test_a_commit_point_naming_no_recipe_was_built_with_the_full_one(tmp_path: Path) -> None:
-    source = tmp_path / "articles"
-    source.mkdir()
-    write_article(source, "robots", "Robots in China", "China installed 290,300 industrial robots in 2022.\n\n"
-                  "That was 7.4 times the number installed in the US. Most went to car plants.")
-    Index.build(source, tmp_path / "index", recipe="full")
+    _robots_index(tmp_path, "full")
     manifest_file = tmp_path / "index" / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
     del manifest["recipe"]  # as every index written before recipes existed
@@ -117,10 +118,7 @@ def test_an_unknown_recipe_is_refused_before_anything_is_written(tmp_path: Path)
 def test_an_index_naming_a_recipe_this_qa_does_not_know_is_refused_with_the_fix(tmp_path: Path) -> None:
     from qa.errors import IndexFormatError
 
-    source = tmp_path / "articles"
-    source.mkdir()
-    write_article(source, "robots", "Robots in China", "China installed 290,300 industrial robots in 2022.")
-    Index.build(source, tmp_path / "index")
+    _robots_index(tmp_path, "titled")
     manifest_file = tmp_path / "index" / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
     manifest["recipe"] = "late"  # a later qa's, say
