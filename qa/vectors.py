@@ -88,9 +88,18 @@ class StoredVectors:
         unique, inverse = (ids, None) if ordered else np.unique(ids, return_inverse=True)
         out = np.empty((len(unique), self.shape[1]), dtype=np.float32)
         if len(unique):
-            breaks = (np.flatnonzero(np.diff(unique) != 1) + 1).tolist()
-            for first, stop in zip([0, *breaks], [*breaks, len(unique)]):
-                self._read(out[first:stop], int(unique[first]))
+            # One read per run of consecutive rows. A question reads ~600 scattered rows at 1M,
+            # so the loop is kept to one slice and one system call a run.
+            row_bytes = self.shape[1] * 4
+            firsts = np.flatnonzero(np.diff(unique, prepend=-2) != 1)
+            lengths = np.diff(firsts, append=len(unique)) * row_bytes
+            view, fd, read = memoryview(out).cast("B"), self._fd, os.preadv
+            places = (self._offset + unique[firsts] * row_bytes).tolist()
+            got = 0
+            for start, size, place in zip((firsts * row_bytes).tolist(), lengths.tolist(), places):
+                got += read(fd, [view[start : start + size]], place)
+            if got != out.nbytes:
+                raise OSError(f"{self.file}: short read ({got} of {out.nbytes} bytes); the index is damaged")
         return out if inverse is None else out[inverse.ravel()]
 
     def _read(self, out: np.ndarray, row: int) -> None:
