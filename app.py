@@ -21,6 +21,9 @@ def _offline() -> None:
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from qa.overlap import quiet_blas_threads
+
+    quiet_blas_threads()  # before numpy loads OpenBLAS: lets a large index overlap BM25 with the encode
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -4,7 +4,8 @@
 
 Prints one JSON line: load seconds, answer/encode latency (see `bench.measure.answer_latency`)
 and the process's peak resident set (VmHWM), which covers the model, the index and every
-answer. Run in its own process so nothing the benchmark itself holds is counted.
+answer. Run in its own process so nothing the benchmark itself holds is counted, and set up as
+`app.py` sets up its process (`qa.overlap.quiet_blas_threads`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-from bench.measure import answer_latency, memory, offline
-
 
 def main(argv: list[str]) -> int:
+    from qa.overlap import quiet_blas_threads
+
+    quiet_blas_threads()  # as app.py does, before numpy is loaded
+    from bench.measure import answer_latency, memory, offline
+
     offline()
     index_path, questions_file = Path(argv[0]), Path(argv[1])
     questions = json.loads(questions_file.read_text(encoding="utf-8"))

@@ -23,6 +23,9 @@ def _offline() -> None:
     # The CLI never talks to a model hub or a telemetry collector; say so before any library is imported.
     for key, value in (("HF_HUB_OFFLINE", "1"), ("HF_HUB_DISABLE_TELEMETRY", "1"), ("TOKENIZERS_PARALLELISM", "false")):
         os.environ.setdefault(key, value)
+    from qa.overlap import quiet_blas_threads
+
+    quiet_blas_threads()  # before numpy loads OpenBLAS: lets a large index overlap BM25 with the encode
     from qa.onnx_encoder import disable_telemetry
 
     disable_telemetry()

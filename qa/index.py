@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from qa import questions, turns
+from qa import overlap, questions, turns
 from qa.answering import Answer, compose
 from qa.articles import Article
 from qa.bm25 import LexicalIndex
@@ -34,7 +34,7 @@ from qa.errors import (
     ModelMismatchError,
 )
 from qa.progress import Reporter, Tracker, reporter_for
-from qa.ranking import Hit, rank
+from qa.ranking import Hit, lexical_top, rank
 from qa.slots import DEFAULT_RECIPE, check_recipe, stored_vectors, texts_to_encode
 from qa.store import (
     MANIFEST,
@@ -254,8 +254,13 @@ class Index:
         question = questions.validate(query, self.settings.max_question_chars)
         questions.check_script(question, state.manifest.get("scripts", []))
 
+        overlapped = overlap.pays(len(state))
+
         def ranked(text: str) -> list[Hit]:
-            return rank(text, self.encoder.encode([text])[0], state, self.settings)
+            if not overlapped:
+                return rank(text, self.encoder.encode([text])[0], state, self.settings)
+            lexical = overlap.start(lexical_top, text, state, self.settings)  # needs no vector: runs during the encode
+            return rank(text, self.encoder.encode([text])[0], state, self.settings, lexical.result())
 
         return turns.search(question, history, ranked, state.corpus, self.settings)  # follow-ups, answer fit
 

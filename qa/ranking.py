@@ -20,6 +20,8 @@ Two phases, so that shards of an index (`qa.cluster`) rank as the whole index do
 `shard_candidates` gives one shard's dense and BM25 top-k with every raw feature, under the
 corpus-wide BM25 statistics; `fuse` takes the corpus-wide top-k of each from all shards' rows,
 z-scores and fuses them. One index is one shard: `rank() = fuse([shard_candidates(index)])`.
+The BM25 part of phase one needs no query vector (`lexical_top`): `Index` runs it while the
+question is being encoded (`qa.overlap`).
 
 `Hit.confidence` is the part that does not depend on the other candidates: one feature of the
 answer's confidence (`qa/confidence.py`), not compared with the threshold itself. For questions in
@@ -194,15 +196,31 @@ class Candidates(NamedTuple):
         return joined.take(np.argsort(joined.ids, kind="stable"))
 
 
+class LexicalTop(NamedTuple):
+    """The part of phase one that needs no query vector: BM25 statistics and top-k of a question."""
+
+    stats: Statistics  # corpus-wide
+    ids: np.ndarray  # the state's BM25 top-k, ascending
+    scores: np.ndarray  # their BM25 scores under `stats`
+
+
+def lexical_top(question: str, state: Searchable, settings: Settings) -> LexicalTop:
+    """BM25 statistics of the question over all of `state` and its BM25 top-k there."""
+    stats = state.statistics(question)
+    return LexicalTop(stats, *state.lexical_top_scored(question, settings.candidates, stats))
+
+
 def shard_candidates(question: str, query_vector: np.ndarray, state: Searchable, stats: Statistics,
-                     settings: Settings, offset: int = 0) -> Candidates:
+                     settings: Settings, offset: int = 0,
+                     lexical: tuple[np.ndarray, np.ndarray] | None = None) -> Candidates:
     """Phase one: the dense and BM25 top-k of `state` (a whole index or one shard of it), with
     their raw features. `stats` are the corpus-wide BM25 statistics; `offset` turns the state's
-    ids into global ones."""
+    ids into global ones; `lexical` is the state's BM25 top-k (ids, scores) under `stats` when
+    already taken."""
     k = settings.candidates
     similarities = state.similarities(query_vector)
     dense_ids, dense_scores = state.dense_top_scored(query_vector, k, similarities)
-    lexical_ids, lexical_scores = state.lexical_top_scored(question, k, stats)
+    lexical_ids, lexical_scores = lexical if lexical is not None else state.lexical_top_scored(question, k, stats)
     ids = np.union1d(dense_ids, lexical_ids).astype(np.int64)
     dense_score = np.full(len(ids), -np.inf, dtype=np.float64)
     dense_score[np.searchsorted(ids, dense_ids)] = dense_scores
@@ -261,10 +279,13 @@ def fuse(question: str, shards: list[Candidates], settings: Settings) -> list[Hi
     return list(map(Hit._make, columns))
 
 
-def rank(question: str, query_vector: np.ndarray, state: Searchable, settings: Settings) -> list[Hit]:
+def rank(question: str, query_vector: np.ndarray, state: Searchable, settings: Settings,
+         lexical: LexicalTop | None = None) -> list[Hit]:
     """Every candidate sentence for a question, best first (ties broken by lower sentence id):
-    the two phases over the whole index as one shard."""
+    the two phases over the whole index as one shard. `lexical`: `lexical_top` of the same
+    question and state, when already taken."""
     if len(state.corpus) == 0:
         return []
-    stats = state.statistics(question)
-    return fuse(question, [shard_candidates(question, query_vector, state, stats, settings)], settings)
+    lexical = lexical or lexical_top(question, state, settings)
+    found = shard_candidates(question, query_vector, state, lexical.stats, settings, lexical=(lexical.ids, lexical.scores))
+    return fuse(question, [found], settings)
