@@ -30,7 +30,7 @@ PARAMS_FILE = "params.json"
 TERMS_FILE = "terms.json"
 _ARRAYS = ("indptr", "sentence_ids", "counts", "context_df")
 _CONTEXT_CHUNK = 100_000  # rows per sparse product when counting context frequencies (bounded memory)
-FULL_SCAN_POSTINGS = 50_000  # up to this many postings, every sentence holding a query term is scored
+FULL_SCAN_POSTINGS = 50_000  # up to this many postings (and no floor from other segments), every holder is scored
 SEED_POSTINGS = 20_000  # postings of the rarest query terms read to bound the k-th best score
 SEED_FACTOR = 4  # how many of their best sentences, per wanted one, are scored exactly for that bound
 DENSE_SHARE = 0.25  # essential postings above this share of the sentences: one dense pass is cheaper
@@ -71,7 +71,8 @@ class _Query(NamedTuple):
     repeats: np.ndarray  # how often each occurs in the query (repeats count, as in bm25s)
     factors: np.ndarray  # repeats x idf: what each term's saturated weight is multiplied by
     sizes: np.ndarray  # how many postings each term has
-    gathered: _Gathered | None  # all the terms' postings, when there are at most FULL_SCAN_POSTINGS
+    few: bool  # at most FULL_SCAN_POSTINGS postings in all: `top` may score every one
+    gathered: _Gathered | None = None  # those postings, once `top` read them (`LexicalIndex._gathered`)
 
 
 def _idf(df: np.ndarray, documents: int) -> np.ndarray:
@@ -269,19 +270,24 @@ class LexicalIndex:
         starts = self.postings.indptr[terms]
         sizes = self.postings.indptr[terms + 1] - starts
         few = 0 < sizes.sum() <= FULL_SCAN_POSTINGS
-        gathered = self._gather(terms, factors, starts, sizes, weights) if few else None
-        query_state = _Query(query, stats, terms, names, weights, ceiling, repeats, factors, sizes, gathered)
+        query_state = _Query(query, stats, terms, names, weights, ceiling, repeats, factors, sizes, few)
         self._last_query = query_state  # one swap: safe when threads race
         return query_state
 
-    def _gather(self, terms: np.ndarray, factors: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
-                weights: np.ndarray) -> _Gathered:
-        """Every posting of `terms` (few: see `_Query`; `starts` and `sizes` of their postings), by
-        position, so that candidates can be looked up in the postings arrays after one bisection."""
-        positions, rows = ranges(starts, sizes), np.repeat(np.arange(len(terms)), sizes)
+    def _gathered(self, q: _Query) -> _Gathered:
+        """Every posting of the query's terms (few: see `_Query`), by position, so that candidates
+        can be looked up in the postings arrays after one bisection. Read once per query: kept
+        with it for `candidate_scores`."""
+        if q.gathered is not None:
+            return q.gathered
+        terms, sizes = q.terms, q.sizes
+        positions, rows = ranges(self.postings.indptr[terms], sizes), np.repeat(np.arange(len(terms)), sizes)
         holders = self.postings.indices[positions]
-        ids, scores = _merge(holders, weights[positions] * factors[rows], self.size)
-        return _Gathered(positions, holders + rows * self.size, ids, scores)
+        ids, scores = _merge(holders, q.weights[positions] * q.factors[rows], self.size)
+        gathered = _Gathered(positions, holders + rows * self.size, ids, scores)
+        if self._last_query is q:
+            self._last_query = q._replace(gathered=gathered)
+        return gathered
 
     def _span(self, term: int) -> slice:
         return slice(self.postings.indptr[term], self.postings.indptr[term + 1])
@@ -362,9 +368,12 @@ class LexicalIndex:
         terms, factors, sizes = q.terms, q.factors, q.sizes
         if not len(terms) or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        if q.gathered is not None:
-            return _top_of(q.gathered.ids, q.gathered.scores, k, live)
-        # The other segments' floor is usually higher than this one's own, and costs nothing.
+        if q.few and floor <= 0:
+            gathered = self._gathered(q)
+            return _top_of(gathered.ids, gathered.scores, k, live)
+        # The other segments' floor is usually higher than this one's own, and costs nothing; with
+        # it, MaxScore reads less than scoring every posting even when they are few (1M sentences
+        # in 16 segments: BM25 top-k 8.4 -> 6.7 ms a question, the same results).
         floor = floor * (1 - 1e-5) if floor > 0 else self._floor(q, k, live)
         impacts = factors * q.ceiling[terms]
         by_impact = np.argsort(impacts, kind="stable")
