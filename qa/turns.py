@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Sequence
 
 from qa import cues, questions
 from qa.answering import assess
@@ -51,13 +51,25 @@ def _initials(words: Sequence[str]) -> str:
     return "".join(w[0] for w in words if w.lower() not in _LINKING).upper()
 
 
-class Vocabulary(NamedTuple):
+class Vocabulary:
     """What `mentions` reads of a text: its stems, its acronyms, and each word's initial ("" for a
-    linking word), from which the initials of any run of words follow."""
+    linking word), from which the initials of any run of words follow. Each is made when first
+    read: most checks need the stems alone (an unseen 1M-corpus article: 0.86 -> 0.3 ms)."""
 
-    stems: frozenset[str]
-    acronyms: frozenset[str]
-    initials: tuple[str, ...]
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    @functools.cached_property
+    def stems(self) -> frozenset[str]:
+        return frozenset(tokenize(self.text))
+
+    @functools.cached_property
+    def acronyms(self) -> frozenset[str]:
+        return frozenset(_acronym_key(a.group()) for a in _ACRONYM.finditer(self.text))
+
+    @functools.cached_property
+    def initials(self) -> tuple[str, ...]:
+        return tuple("" if w.lower() in _LINKING else w[0].upper() for w in _WORD.findall(self.text))
 
     def spells_out(self, key: str) -> bool:
         """Is `key` the initials of a run of 2 to 6 words ("US" of "the United States")?
@@ -66,6 +78,8 @@ class Vocabulary(NamedTuple):
         every run's initials: an article of 10,000 words would make 50,000 strings a question.
         A one-word match counts when a linking word beside it makes the run two words long.
         """
+        if key != key.upper():  # initials are upper-cased: a key with a lower-case letter is none
+            return False
         initials = self.initials
         for first, initial in enumerate(initials):
             if not initial or not key.startswith(initial):
@@ -88,10 +102,8 @@ def _linking_beside(initials: tuple[str, ...], position: int) -> bool:
 
 
 def _vocabulary(text: str) -> Vocabulary:
-    """The stems of `text`, its acronyms, and the initial of each of its words."""
-    initials = tuple("" if w.lower() in _LINKING else w[0].upper() for w in _WORD.findall(text))
-    acronyms = frozenset(_acronym_key(a.group()) for a in _ACRONYM.finditer(text))
-    return Vocabulary(frozenset(tokenize(text)), acronyms, initials)
+    """The stems of `text`, its acronyms, and the initial of each of its words (as read)."""
+    return Vocabulary(text)
 
 
 # Sentences are many and short, articles few and long: separate caches keep memory bounded.
