@@ -5,7 +5,9 @@ slower on a busy 2-core machine) with the GIL released, so a second core sits id
 milliseconds. The BM25 half of ranking needs no query vector (`qa.ranking.lexical_top`), so on a
 large index `Index` starts it on a helper thread, encodes, then takes its result: the question
 waits for the longer of the two instead of their sum (at 1M sentences in 16 segments, ~6 ms of
-~28). What is computed does not change, only when.
+~28). Then the dense search of a many-segment index runs half its segments on a helper thread
+(`Snapshot.dense_top_scored`, as Lucene's IndexSearcher searches segment slices on an executor:
+FAISS and the row reads release the GIL). What is computed does not change, only when.
 
 Two things make that pay (measured, docs/speed.md):
 - Only above `OVERLAP_FROM` sentences. Below it the BM25 half costs under a millisecond, and
@@ -57,7 +59,8 @@ def quiet_blas_threads() -> None:
 
 
 def pays(sentences: int) -> bool:
-    """Whether overlapping a question's BM25 half with its encode saves time on an index of
-    `sentences` live sentences in this process."""
+    """Whether running a question's work on helper threads (its BM25 half beside its encode, half
+    the segments' dense searches beside the other half) saves time on an index of `sentences`
+    live sentences in this process."""
     quiet = os.environ.get(BLAS_TIMEOUT_VARIABLE) is not None or os.environ.get("OPENBLAS_NUM_THREADS") == "1"
     return quiet and sentences >= OVERLAP_FROM

@@ -61,3 +61,39 @@ def test_entry_points_quiet_blas_before_numpy_loads() -> None:
                               capture_output=True, text=True, env=env, cwd=os.path.dirname(os.path.dirname(__file__)), timeout=120)
         assert done.returncode == 0, done.stderr
         assert done.stdout.split()[0] == overlap.QUIET_BLAS_TIMEOUT, (module, done.stdout)
+
+
+def test_segments_searched_on_two_threads_answer_as_on_one(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above 50k sentences half the segments' dense searches run on a helper thread
+    (`Snapshot.dense_top_scored`); here three small segments are made to take that path."""
+    from conftest import copy_seed_index, write_article
+
+    from qa.store import snapshot
+
+    path = copy_seed_index(tmp_path / "index")
+    index = Index.load(path)
+    index.merge_policy = None
+    index.add(write_article(tmp_path / "a", "pier", "Pier Works", "The new pier opened in June with 12 berths. "
+                            "It cost 40 million euros and was built by Korvik Marine."))
+    index.add(write_article(tmp_path / "b", "dam", "Orlin Dam", "The Orlin dam cost 2.1 billion euros. "
+                            "It was opened in 2019 by the minister of energy."))
+    monkeypatch.setattr(snapshot, "EXACT_UP_TO", 0)  # each segment searched on its own, as above 50k
+    monkeypatch.setattr(snapshot, "JOIN_UP_TO", 0)  # and read as its own unit
+    monkeypatch.setenv(overlap.BLAS_TIMEOUT_VARIABLE, overlap.QUIET_BLAS_TIMEOUT)
+    questions = [*QUESTIONS, "Who built the pier?", "What share of global AI patents did China hold in 2022?"]
+    monkeypatch.setattr(overlap, "OVERLAP_FROM", 10**12)
+    one_thread = Index.load(path)
+    assert len(one_thread._state.units) == 3
+    in_line = [one_thread.answer(q) for q in questions]
+    started: list[int] = []
+    start = overlap.start
+
+    def counting_start(work, *args):
+        started.append(len(args))
+        return start(work, *args)
+
+    monkeypatch.setattr(overlap, "start", counting_start)
+    monkeypatch.setattr(overlap, "OVERLAP_FROM", 0)
+    two_threads = Index.load(path)
+    assert [two_threads.answer(q) for q in questions] == in_line
+    assert started.count(3) >= len(questions)  # a (vector, k, units) dense half per question

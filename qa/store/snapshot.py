@@ -25,7 +25,7 @@ from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from qa import dense
+from qa import dense, overlap
 from qa.articles import Article
 from qa.bm25 import LexicalIndex, Statistics, _idf
 from qa.corpus import Corpus
@@ -305,18 +305,32 @@ class Snapshot:
             best = top_k(np.where(self.live, similarities, -np.inf), k)
             best = best[self.live[best]]  # fewer live sentences than k: the dead ones came last
             return best, similarities[best]
-        scores, ids = [], []
-        corpus_size = int(self.offsets[-1])  # each segment probes and re-scores its share of it
-        for segment, offset in zip(self.units, self.unit_offsets.tolist()):
-            found_scores, found = segment.data.dense.search(query_vector, k + len(segment.dead_rows), corpus_size)
-            if segment.live is not None:
-                alive = segment.live[found]
-                found_scores, found = found_scores[alive], found[alive]
-            scores.append(found_scores)
-            ids.append(found + offset)
-        every_score, every_id = np.concatenate(scores), np.concatenate(ids)
+        units = list(zip(self.units, self.unit_offsets.tolist()))
+        if len(units) > 1 and overlap.pays(len(self)):
+            # As Lucene's IndexSearcher searches slices of segments on an executor: half the
+            # segments on a helper thread (FAISS and the row reads release the GIL). 1M in 16
+            # segments: 5.1 -> 3.7 ms. The merge below does not depend on which thread found what.
+            helper = overlap.start(self._dense_tops, query_vector, k, units[1::2])
+            found = self._dense_tops(query_vector, k, units[0::2]) + helper.result()
+        else:
+            found = self._dense_tops(query_vector, k, units)
+        every_score = np.concatenate([scores for scores, _ in found])
+        every_id = np.concatenate([ids for _, ids in found])
         best = np.lexsort((every_id, -every_score))[:k]
         return every_id[best], every_score[best]
+
+    def _dense_tops(self, query_vector: np.ndarray, k: int,
+                    units: Sequence[tuple[Segment, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each of `units`' (unit, first global id) live dense top-k: (scores, global ids)."""
+        found = []
+        corpus_size = int(self.offsets[-1])  # each segment probes and re-scores its share of it
+        for segment, offset in units:
+            scores, ids = segment.data.dense.search(query_vector, k + len(segment.dead_rows), corpus_size)
+            if segment.live is not None:
+                alive = segment.live[ids]
+                scores, ids = scores[alive], ids[alive]
+            found.append((scores, ids + offset))
+        return found
 
     def lexical_top_scored(self, question: str, k: int, stats: Statistics) -> tuple[np.ndarray, np.ndarray]:
         """Global ids (ascending) of the k best live BM25 sentences, each scored with `stats`, and those scores."""
