@@ -257,10 +257,10 @@ class Index:
         overlapped = overlap.pays(len(state))
 
         def ranked(text: str) -> list[Hit]:
-            if not overlapped:
-                return rank(text, self.encoder.encode([text])[0], state, self.settings)
-            lexical = overlap.start(lexical_top, text, state, self.settings)  # needs no vector: runs during the encode
-            return rank(text, self.encoder.encode([text])[0], state, self.settings, lexical.result())
+            # BM25 needs no vector: on a large index it runs on a helper thread during the encode.
+            lexical = overlap.start(lexical_top, text, state, self.settings) if overlapped else None
+            vector = self.encoder.encode([text])[0]
+            return rank(text, vector, state, self.settings, lexical.result() if lexical else None)
 
         return turns.search(question, history, ranked, state.corpus, self.settings)  # follow-ups, answer fit
 
