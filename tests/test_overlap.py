@@ -22,23 +22,30 @@ def _answers(index: Index) -> list:
     return [index.answer(q) for q in QUESTIONS] + [index.answer("And when?", history=[QUESTIONS[0]])]
 
 
+def _record_starts(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """The arguments of every piece of work handed to a helper thread from now on (the real
+    helper still runs it)."""
+    started: list[tuple] = []
+    start = overlap.start
+
+    def recording_start(work, *args):
+        started.append(args)
+        return start(work, *args)
+
+    monkeypatch.setattr(overlap, "start", recording_start)
+    return started
+
+
 def test_overlapped_ranking_answers_exactly_as_sequential(seed_index: Index, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(overlap.BLAS_TIMEOUT_VARIABLE, overlap.QUIET_BLAS_TIMEOUT)
     monkeypatch.setattr(overlap, "OVERLAP_FROM", 10**12)
     assert not overlap.pays(len(seed_index._state))
     sequential = _answers(seed_index)
-    started: list[str] = []
-    start = overlap.start
-
-    def counting_start(work, *args):  # the real helper thread, counted
-        started.append(args[0])
-        return start(work, *args)
-
-    monkeypatch.setattr(overlap, "start", counting_start)
+    started = _record_starts(monkeypatch)
     monkeypatch.setattr(overlap, "OVERLAP_FROM", 0)
     assert overlap.pays(len(seed_index._state))
     overlapped = _answers(seed_index)
-    assert started[: len(QUESTIONS)] == QUESTIONS  # each question's BM25 half went to a helper
+    assert [args[0] for args in started[: len(QUESTIONS)]] == QUESTIONS  # each question's BM25 half went to a helper
     assert overlapped == sequential
 
 
@@ -85,15 +92,8 @@ def test_segments_searched_on_two_threads_answer_as_on_one(tmp_path, monkeypatch
     one_thread = Index.load(path)
     assert len(one_thread._state.units) == 3
     in_line = [one_thread.answer(q) for q in questions]
-    started: list[int] = []
-    start = overlap.start
-
-    def counting_start(work, *args):
-        started.append(len(args))
-        return start(work, *args)
-
-    monkeypatch.setattr(overlap, "start", counting_start)
+    started = _record_starts(monkeypatch)
     monkeypatch.setattr(overlap, "OVERLAP_FROM", 0)
     two_threads = Index.load(path)
     assert [two_threads.answer(q) for q in questions] == in_line
-    assert started.count(3) >= len(questions)  # a (vector, k, units) dense half per question
+    assert [len(args) for args in started].count(3) >= len(questions)  # a (vector, k, units) dense half per question
