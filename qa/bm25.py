@@ -327,7 +327,7 @@ class LexicalIndex:
         return self._scores(self._query(query, stats))
 
     def _scores(self, q: _Query) -> np.ndarray:
-        scores = np.zeros(self.size, dtype=np.float32)
+        scores = np.zeros(self.size, dtype=np.float64)  # see `_top_of`
         for term, factor in zip(q.terms, q.factors):
             span = self._span(term)
             scores[self.postings.indices[span]] += factor * q.weights[span]
@@ -339,7 +339,7 @@ class LexicalIndex:
 
     def _scores_of(self, q: _Query, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
-        total = np.zeros(len(ids), dtype=np.float32)
+        total = np.zeros(len(ids), dtype=np.float64)  # see `_top_of`
         for term, factor in zip(q.terms, q.factors):
             total += factor * self._lookup(term, ids, q.weights)
         return total
@@ -503,12 +503,19 @@ def _merge(holders: np.ndarray, partial: np.ndarray, size: int) -> tuple[np.ndar
 
 
 def _top_of(ids: np.ndarray, scores: np.ndarray, k: int, live: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """`top`'s answer from sentences `ids` (ascending) and their exact scores, deleted ones left out."""
+    """`top`'s answer from sentences `ids` (ascending) and their exact scores, deleted ones left out.
+
+    Every path sums a sentence's term scores in float64 (each term's is exact there) and ranks
+    the sums rounded to float32: the same sentence then scores the same to the bit whether it was
+    scored by a full scan or by MaxScore, in one segment or another, and exact ties (a line
+    repeated in many articles) go to the lower id however the index is segmented.
+    """
     if live is not None:
         alive = live[ids]
         ids, scores = ids[alive], scores[alive]
+    scores = scores.astype(np.float32)
     best = _best(ids, scores, k)
-    return best, scores[np.searchsorted(ids, best)].astype(np.float32)
+    return best, scores[np.searchsorted(ids, best)]
 
 
 def _best(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
