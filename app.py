@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         index = Index.load(args.index)
         # Load the model once before serving: the first chats would otherwise race to load it.
-        index.encoder.encode(["warm up"])
+        index.warm_up()
         if args.ray:
             from qa.cluster.backend import ClusterIndex
 

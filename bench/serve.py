@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
     from qa.index import Index
 
     index = Index.load(index_path)
-    index.encoder.encode(["warm up"])  # as app.py does: the model loads before the first question
+    index.warm_up()  # as app.py does: the model loads, and small segments are joined, before the first question
     loaded = time.perf_counter() - start
     result = {"load_s": round(loaded, 2), "after_load": memory(), **answer_latency(index, questions)}
     result["memory"] = memory()

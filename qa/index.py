@@ -201,6 +201,12 @@ class Index:
             )
         return cls(path, encoder, settings or Settings(), state)
 
+    def warm_up(self) -> None:
+        """Load the model and join the index's small segments for reading (`qa.store.units`) now,
+        so that the first question waits for neither (at 1M sentences: ~0.5 s of joining)."""
+        self.encoder.encode(["warm up"])
+        self._state.units  # a cached property: read here for its making
+
     def _stamp(self) -> int:
         try:
             return os.stat(self._manifest_file).st_mtime_ns
@@ -526,7 +532,7 @@ class Index:
         }
         write_commit(self.path, manifest)
         sweep(self.path, referenced(manifest), (SEGMENT_PREFIX, LEGACY_PREFIX))
-        self._state = Snapshot(segments, manifest, self.encoder.dimension)
+        self._state = Snapshot(segments, manifest, self.encoder.dimension, previous=self._state)
         self._manifest_stamp = self._stamp()
 
 
@@ -581,4 +587,4 @@ def _open_segments(path: Path, manifest: dict[str, Any], previous: Snapshot | No
                 f"Rebuild it with `qa build --index {path}`."
             ) from None
     dimension = int(manifest.get("model", {}).get("dimension", 0))
-    return Snapshot(segments, manifest, dimension)
+    return Snapshot(segments, manifest, dimension, previous)

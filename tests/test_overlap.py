@@ -75,7 +75,7 @@ def test_segments_searched_on_two_threads_answer_as_on_one(tmp_path, monkeypatch
     (`Snapshot.dense_top_scored`); here three small segments are made to take that path."""
     from conftest import copy_seed_index, write_article
 
-    from qa.store import snapshot
+    from qa.store import snapshot, units
 
     path = copy_seed_index(tmp_path / "index")
     index = Index.load(path)
@@ -85,7 +85,7 @@ def test_segments_searched_on_two_threads_answer_as_on_one(tmp_path, monkeypatch
     index.add(write_article(tmp_path / "b", "dam", "Orlin Dam", "The Orlin dam cost 2.1 billion euros. "
                             "It was opened in 2019 by the minister of energy."))
     monkeypatch.setattr(snapshot, "EXACT_UP_TO", 0)  # each segment searched on its own, as above 50k
-    monkeypatch.setattr(snapshot, "JOIN_UP_TO", 0)  # and read as its own unit
+    monkeypatch.setattr(units, "JOIN_UP_TO", 0)  # and read as its own unit
     monkeypatch.setenv(overlap.BLAS_TIMEOUT_VARIABLE, overlap.QUIET_BLAS_TIMEOUT)
     questions = [*QUESTIONS, "Who built the pier?", "What share of global AI patents did China hold in 2022?"]
     monkeypatch.setattr(overlap, "OVERLAP_FROM", 10**12)

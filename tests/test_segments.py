@@ -84,9 +84,9 @@ def test_one_segment_per_article_answers_like_one_build_and_like_its_merge(
     # Small segments are read joined (`Snapshot.units`); read apart, each is searched on its own
     # and the BM25 top-k of the later one is pruned by the earlier one's k-th score: same hits.
     from qa import bm25
-    from qa.store import snapshot
+    from qa.store import units
 
-    monkeypatch.setattr(snapshot, "JOIN_UP_TO", 0)
+    monkeypatch.setattr(units, "JOIN_UP_TO", 0)
     monkeypatch.setattr(bm25, "FULL_SCAN_POSTINGS", 0)  # MaxScore even on small postings, as at scale
     apart = Index.load(tmp_path / "piecemeal")
     assert len(apart._state.units) == 2
@@ -165,7 +165,7 @@ def test_merge_policy_keeps_segments_few_and_merges_adjacent_ones() -> None:
 
 
 def test_segmented_vectors_read_rows_as_one_matrix_would() -> None:
-    from qa.store.snapshot import SegmentedVectors
+    from qa.store.units import SegmentedVectors
 
     parts = [np.arange(n * 3, dtype=np.float32).reshape(n, 3) + 100 * i for i, n in enumerate((4, 1, 5))]
     whole = np.concatenate(parts)

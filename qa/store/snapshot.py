@@ -13,9 +13,8 @@ read from the segment that holds the candidate.
 
 Many small segments (the recent adds, before the merge policy gets to them) would each cost a
 question a dozen small numpy calls. So ranking reads `units`: runs of adjacent small segments
-without deletions are joined in memory, once per snapshot, into one unit of the same rows in the
-same order (the postings, cue tokens and sentence vectors copied; nothing re-encoded). What a
-question sees is unchanged; only the number of calls per question drops.
+without deletions joined in memory into one (`qa.store.units`). What a question sees is
+unchanged; only the number of calls per question drops.
 """
 
 from __future__ import annotations
@@ -25,16 +24,16 @@ from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from qa import dense, overlap
+from qa import overlap
 from qa.articles import Article
-from qa.bm25 import LexicalIndex, Statistics, _idf
+from qa.bm25 import Statistics, _idf
 from qa.corpus import Corpus
-from qa.cues import KINDS, CueTable
+from qa.cues import KINDS
 from qa.dense import DenseIndex, top_k
 from qa.lexical import tokenize
-from qa.store.segment import Segment, SegmentData
+from qa.store.segment import Segment
+from qa.store.units import JoinedDense, exact_cosines, reading_units, stacked, starts
 
-JOIN_UP_TO = 50_000  # adjacent small segments are read as one unit up to this many sentences in all
 # A corpus of up to this many sentences is searched exactly (one matrix-vector product over the
 # mapped vectors of every segment, whatever their index kind): at that size it is the cheapest
 # search, and the cosines it gives make the paragraph features free (`qa.ranking`).
@@ -64,73 +63,13 @@ def statistics_of(names: list[str], parts: Sequence[TermCounts]) -> Statistics:
                       dict(zip(names, _idf(context_df, documents).tolist())))
 
 
-class SegmentedVectors:
-    """The vector matrices of several segments read as one (n, d) matrix by global row.
+class DenseSearch(NamedTuple):
+    """One dense index a question searches, and how its rows map to global ids."""
 
-    Supports what the engine uses: `len`, `shape`, `v[i]`, `v[ids]` (any order, repeats
-    allowed) and `np.asarray(v)` (copies: small corpora and tests only).
-    """
-
-    def __init__(self, parts: Sequence[Any], offsets: np.ndarray) -> None:
-        self.parts, self.offsets = list(parts), offsets
-        self.shape = (int(offsets[-1]), int(parts[0].shape[1]))
-        self.dtype, self.ndim = np.dtype(np.float32), 2
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        if isinstance(key, (int, np.integer)):
-            part = int(np.searchsorted(self.offsets, key, side="right")) - 1
-            return np.asarray(self.parts[part][int(key) - int(self.offsets[part])], dtype=np.float32)
-        ids = np.asarray(key)
-        if ids.dtype == bool:
-            ids = np.flatnonzero(ids)
-        ids = ids.astype(np.int64)
-        out = np.empty((len(ids), self.shape[1]), dtype=np.float32)
-        if len(ids) and (ids.min() < 0 or ids.max() >= self.shape[0]):
-            raise IndexError(f"row out of range for {self.shape[0]} vectors")
-        if len(ids) < 2 or bool(np.all(ids[1:] >= ids[:-1])):  # candidates come sorted: one slice per part
-            bounds = np.searchsorted(ids, self.offsets).tolist()
-            for part, (first, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
-                if stop > first:
-                    out[first:stop] = self.parts[part][ids[first:stop] - self.offsets[part]]
-            return out
-        owner = np.searchsorted(self.offsets, ids, side="right") - 1
-        for part in np.unique(owner).tolist():
-            here = owner == part
-            out[here] = self.parts[part][ids[here] - self.offsets[part]]
-        return out
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        whole = np.concatenate([np.asarray(p, dtype=np.float32) for p in self.parts])
-        return whole if dtype is None else whole.astype(dtype)
-
-
-def _starts(sizes: Sequence[int]) -> np.ndarray:
-    """Where each of consecutive parts of `sizes` rows starts, and the total at the end."""
-    return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
-
-
-def _joined(segments: Sequence[Segment]) -> Segment:
-    """One in-memory segment of the rows of `segments` (none with deletions), in order."""
-    corpus = Corpus.concatenate([s.data.corpus for s in segments])
-    offsets = _starts([len(s) for s in segments])
-    embeddings = np.ascontiguousarray(np.concatenate([np.asarray(s.data.embeddings, dtype=np.float32) for s in segments]))
-    every_row = [(s.data.lexical, np.ones(len(s), dtype=bool)) for s in segments]
-    data = SegmentData(corpus, embeddings, SegmentedVectors([s.data.title_context_embeddings for s in segments], offsets),
-                       DenseIndex.build(embeddings, kind="flat"), LexicalIndex.concatenate(every_row, corpus.neighbours),
-                       CueTable.concatenate([s.data.cues for s in segments]),
-                       np.zeros((0, 0), dtype=np.uint64))  # signatures are read from the segments themselves
-    return Segment("+".join(s.name for s in segments), data)
-
-
-def _stacked(parts: list[Any], offsets: np.ndarray, width: int) -> Any:
-    if len(parts) == 1:
-        return parts[0]
-    if not parts:
-        return np.zeros((0, width), dtype=np.float32)
-    return SegmentedVectors(parts, offsets)
+    index: DenseIndex
+    first: int  # global id of its row 0
+    live: np.ndarray | None  # False for its deleted rows; None when nothing is deleted
+    dead: int  # how many are deleted: a top-k asks for that many more
 
 
 class Snapshot:
@@ -140,14 +79,18 @@ class Snapshot:
         segments: oldest first, as the commit point lists them.
         manifest: the commit point.
         dimension: vector length (for an index with no segments yet).
+        previous: the snapshot this one follows, whose joined reading units it may reuse.
     """
 
-    def __init__(self, segments: Sequence[Segment], manifest: dict[str, Any], dimension: int) -> None:
+    def __init__(self, segments: Sequence[Segment], manifest: dict[str, Any], dimension: int,
+                 previous: "Snapshot | None" = None) -> None:
         self.segments = tuple(segments)
         self.manifest = manifest
         self.dimension = dimension
-        self.offsets = _starts([len(s) for s in self.segments])
-        self.article_offsets = _starts([len(s.data.corpus.articles) for s in self.segments])
+        self.offsets = starts([len(s) for s in self.segments])
+        self.article_offsets = starts([len(s.data.corpus.articles) for s in self.segments])
+        # Only the previous snapshot's joins are kept, never a chain of snapshots.
+        self._joins: dict[tuple[Segment, ...], Segment] = previous._joins if previous is not None else {}
 
     def __len__(self) -> int:
         """Live sentences."""
@@ -165,12 +108,12 @@ class Snapshot:
     @functools.cached_property
     def embeddings(self) -> Any:
         """Sentence vectors by global id (read from the units: a joined run is one array in memory)."""
-        return _stacked([u.data.embeddings for u in self.units], self.unit_offsets, self.dimension)
+        return stacked([u.data.embeddings for u in self.units], self.unit_offsets, self.dimension)
 
     @functools.cached_property
     def title_context_embeddings(self) -> Any:
         """Title and context vectors by global id, side by side."""
-        return _stacked([s.data.title_context_embeddings for s in self.segments], self.offsets, 2 * self.dimension)
+        return stacked([s.data.title_context_embeddings for s in self.segments], self.offsets, 2 * self.dimension)
 
     @property
     def vectors(self) -> tuple[Any, Any]:
@@ -180,29 +123,14 @@ class Snapshot:
     @functools.cached_property
     def units(self) -> tuple[Segment, ...]:
         """The segments as ranking reads them: runs of adjacent small segments with nothing
-        deleted are joined into one (see the module docstring); rows and their order unchanged."""
-        units: list[Segment] = []
-        run: list[Segment] = []
-
-        def close_run() -> None:
-            units.extend(run if len(run) < 2 else [_joined(run)])
-            run.clear()
-
-        for segment in self.segments:
-            joinable = segment.live is None and len(segment) < dense.FLAT_LIMIT and segment.data.dense.kind == "flat"
-            if not joinable or sum(map(len, run)) + len(segment) > JOIN_UP_TO:
-                close_run()
-            if joinable:
-                run.append(segment)
-            else:
-                units.append(segment)
-        close_run()
-        return tuple(units)
+        deleted are joined into one (`qa.store.units`); rows and their order unchanged."""
+        units, self._joins = reading_units(self.segments, self._joins)
+        return units
 
     @functools.cached_property
     def unit_offsets(self) -> np.ndarray:
         """Global id of each unit's first row (and the total at the end)."""
-        return _starts([len(u) for u in self.units])
+        return starts([len(u) for u in self.units])
 
     @functools.cached_property
     def neighbour_dots(self) -> np.ndarray:
@@ -282,10 +210,7 @@ class Snapshot:
             return None
         parts = []
         for segment in self.units:
-            part = segment.data.dense.similarities(query_vector)
-            vectors = segment.data.embeddings
-            if part is None and isinstance(vectors, np.ndarray):  # an approximate index: its vectors are exact
-                part = np.asarray(vectors @ np.asarray(query_vector, dtype=np.float32), dtype=np.float32)
+            part = exact_cosines(segment.data.dense, segment.data.embeddings, query_vector)
             if part is None:
                 return None
             parts.append(part)
@@ -305,31 +230,43 @@ class Snapshot:
             best = top_k(np.where(self.live, similarities, -np.inf), k)
             best = best[self.live[best]]  # fewer live sentences than k: the dead ones came last
             return best, similarities[best]
-        units = list(zip(self.units, self.unit_offsets.tolist()))
-        if len(units) > 1 and overlap.pays(len(self)):
+        searches = self.dense_searches
+        if len(searches) > 1 and overlap.pays(len(self)):
             # As Lucene's IndexSearcher searches slices of segments on an executor: half the
             # segments on a helper thread (FAISS and the row reads release the GIL). 1M in 16
             # segments: 5.1 -> 3.7 ms. The merge below does not depend on which thread found what.
-            helper = overlap.start(self._dense_tops, query_vector, k, units[1::2])
-            found = self._dense_tops(query_vector, k, units[0::2]) + helper.result()
+            helper = overlap.start(self._dense_tops, query_vector, k, searches[1::2])
+            found = self._dense_tops(query_vector, k, searches[0::2]) + helper.result()
         else:
-            found = self._dense_tops(query_vector, k, units)
+            found = self._dense_tops(query_vector, k, searches)
         every_score = np.concatenate([scores for scores, _ in found])
         every_id = np.concatenate([ids for _, ids in found])
         best = np.lexsort((every_id, -every_score))[:k]
         return every_id[best], every_score[best]
 
+    @functools.cached_property
+    def dense_searches(self) -> tuple[DenseSearch, ...]:
+        """Every dense index a question searches: each unit's own, a joined unit's parts one by one."""
+        searches = []
+        for unit, offset in zip(self.units, self.unit_offsets.tolist()):
+            dense = unit.data.dense
+            if isinstance(dense, JoinedDense):  # joined units have nothing deleted
+                searches += [DenseSearch(part.index, offset + part.first, None, 0) for part in dense.parts]
+            else:
+                searches.append(DenseSearch(dense, offset, unit.live, len(unit.dead_rows)))
+        return tuple(searches)
+
     def _dense_tops(self, query_vector: np.ndarray, k: int,
-                    units: Sequence[tuple[Segment, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Each of `units`' (unit, first global id) live dense top-k: (scores, global ids)."""
+                    searches: Sequence[DenseSearch]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each of `searches`' live dense top-k: (scores, global ids)."""
         found = []
         corpus_size = int(self.offsets[-1])  # each segment probes and re-scores its share of it
-        for segment, offset in units:
-            scores, ids = segment.data.dense.search(query_vector, k + len(segment.dead_rows), corpus_size)
-            if segment.live is not None:
-                alive = segment.live[ids]
+        for search in searches:
+            scores, ids = search.index.search(query_vector, k + search.dead, corpus_size)
+            if search.live is not None:
+                alive = search.live[ids]
                 scores, ids = scores[alive], ids[alive]
-            found.append((scores, ids + offset))
+            found.append((scores, ids + search.first))
         return found
 
     def lexical_top_scored(self, question: str, k: int, stats: Statistics) -> tuple[np.ndarray, np.ndarray]:

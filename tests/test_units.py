@@ -1,0 +1,79 @@
+"""Reading units (`qa.store.units`): small segments joined in memory answer as when read apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import model_only_cache
+from test_dense import RandomEncoder, article
+
+from qa import dense, vectors
+from qa.index import Index
+from qa.store import snapshot, units
+
+QUESTIONS = ["How much did item 7 of batch 3 weigh?", "Which batch had an item of 3105 grams?",
+             "What does report 31 note about item 12?", "How heavy was item 2 of batch 45?", "grams"]
+
+
+@pytest.fixture
+def four_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An index of two approximate (IVF) segments and then two small flat ones, none merged."""
+    monkeypatch.setattr(dense, "FLAT_LIMIT", 400)
+    monkeypatch.setattr(vectors, "READ_ROWS_FROM", 400)  # the IVF segments' vectors read by row, as at scale
+    # Stand-in vectors carry the real model's fingerprint: a private cache keeps them from the session's.
+    monkeypatch.setenv("QA_CACHE_DIR", str(model_only_cache(tmp_path / "cache")))
+    index = Index.empty(tmp_path / "index", RandomEncoder())
+    index.merge_policy = None
+    for batch in ([article(n) for n in range(30)], [article(n) for n in range(30, 60)], [article(60)], [article(61)]):
+        index.add_articles(batch)
+    assert [s["dense"] for s in index.manifest["segments"]] == [dense.LARGE_KIND] * 2 + ["flat"] * 2
+    return tmp_path / "index"
+
+
+def _hits(index: Index) -> list[tuple[list[int], list[float]]]:
+    found = [index.search(question)[1] for question in QUESTIONS]
+    return [([h.sentence_id for h in hits], [h.score for h in hits]) for hits in found]
+
+
+@pytest.mark.parametrize("exact_up_to", [snapshot.EXACT_UP_TO, 0], ids=["exact-cosines", "dense-indexes"])
+def test_joined_segments_answer_as_the_segments_read_apart(
+        four_segments: Path, monkeypatch: pytest.MonkeyPatch, exact_up_to: int) -> None:
+    monkeypatch.setattr(snapshot, "EXACT_UP_TO", exact_up_to)
+    joined = Index.load(four_segments)
+    assert len(joined._state.units) == 1
+    parts = joined._state.units[0].data.dense.parts
+    # The IVF members keep their own indexes; the two flat ones are searched as one flat index.
+    assert [(p.index.kind, p.index.size, p.first) for p in parts] == [
+        (dense.LARGE_KIND, 600, 0), (dense.LARGE_KIND, 600, 600), ("flat", 40, 1200)]
+    assert len(joined._state.dense_searches) == 3
+    monkeypatch.setattr(units, "JOIN_UP_TO", 0)
+    apart = Index.load(four_segments)
+    assert len(apart._state.units) == 4
+    for (ids_joined, scores_joined), (ids_apart, scores_apart) in zip(_hits(joined), _hits(apart), strict=True):
+        assert ids_joined == ids_apart and ids_joined
+        np.testing.assert_allclose(scores_joined, scores_apart, atol=1e-5)
+
+
+def test_a_segment_with_deletions_is_read_alone_and_its_rows_stay_hidden(four_segments: Path) -> None:
+    index = Index.load(four_segments)
+    index.remove("batch-45")
+    assert [len(u) for u in index._state.units] == [600, 600, 40]  # the second segment now has dead rows
+    cited = index.answer(QUESTIONS[3])
+    assert all(c.article_id != "batch-45" for c in cited.citations + cited.related)
+
+
+def test_a_later_snapshot_reuses_the_joins_an_add_left_unchanged(
+        four_segments: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(units, "JOIN_UP_TO", 1200)  # the two IVF segments make one run, full
+    index = Index.load(four_segments)
+    index.merge_policy = None
+    index.warm_up()  # joins now, before any question
+    before = index._state
+    assert "units" in before.__dict__ and [len(u) for u in before.units] == [1200, 40]
+    index.add_articles([article(62)])
+    after = index._state
+    assert after.units[0] is before.units[0]  # not joined again
+    assert [len(u) for u in after.units] == [1200, 60]  # the last run took the new segment
+    assert index.search("How much did item 4 of batch 62 weigh?")[1][0].sentence_id >= 1240
