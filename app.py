@@ -53,11 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         index = Index.load(args.index)
         # Load the model once before serving: the first chats would otherwise race to load it.
-        index.warm_up()
         if args.ray:
             from qa.cluster.backend import ClusterIndex
 
+            index.encoder.encode(["warm up"])  # questions are encoded here and ranked on the cluster
             index = ClusterIndex(index, args.ray, args.shards)  # type: ignore[assignment]
+        else:
+            index.warm_up()
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
