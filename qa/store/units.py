@@ -169,7 +169,8 @@ def _joined(segments: Sequence[Segment]) -> Segment:
         dense = JoinedDense(parts, len(corpus))
     every_row = [(s.data.lexical, np.ones(len(s), dtype=bool)) for s in segments]
     data = SegmentData(corpus, embeddings, SegmentedVectors([s.data.title_context_embeddings for s in segments], offsets),
-                       dense, LexicalIndex.concatenate(every_row, corpus.neighbours),  # type: ignore[arg-type]
+                       dense,  # type: ignore[arg-type]  # a JoinedDense: `Snapshot` searches its parts
+                       LexicalIndex.concatenate(every_row, corpus.neighbours),
                        CueTable.concatenate([s.data.cues for s in segments]),
                        np.zeros((0, 0), dtype=np.uint64))  # signatures are read from the segments themselves
     return Segment("+".join(s.name for s in segments), data)
