@@ -229,7 +229,11 @@ class LexicalIndex:
     def concatenate(cls, parts: Sequence[tuple["LexicalIndex", np.ndarray]],
                     neighbours: tuple[np.ndarray, np.ndarray]) -> "LexicalIndex":
         """One index of the kept rows of several, in order (a segment merge): vocabularies are
-        united, counts copied, context frequencies counted afresh. `neighbours` of the result."""
+        united, counts copied. `neighbours` of the result.
+
+        Context frequencies are summed when every row is kept (a paragraph never spans two
+        parts: articles are added whole), else counted afresh: summing is ~2/3 less work.
+        """
         if not parts:
             return cls.empty()
         vocabulary: dict[str, int] = {}
@@ -240,7 +244,13 @@ class LexicalIndex:
         width = len(vocabulary)
         counts = sparse.vstack([sparse.csr_matrix((c.data, mapping[c.indices], c.indptr), shape=(c.shape[0], width))
                                 for c, mapping in blocks], format="csr", dtype=np.int32)
-        context_df, context_length = _context_statistics(counts, np.arange(counts.shape[0]), neighbours)
+        if all(bool(np.all(keep)) for _, keep in parts):
+            context_df = np.zeros(width, dtype=np.int64)
+            for (lexical, _), (_, mapping) in zip(parts, blocks):
+                context_df[mapping] += lexical.context_df  # a part's terms map to distinct columns
+            context_length = sum(lexical.context_length for lexical, _ in parts)
+        else:
+            context_df, context_length = _context_statistics(counts, np.arange(counts.shape[0]), neighbours)
         first = parts[0][0]
         return cls(list(vocabulary), counts.tocsc(), context_df, context_length, first.k1, first.b)
 

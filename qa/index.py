@@ -203,7 +203,7 @@ class Index:
 
     def warm_up(self) -> None:
         """Load the model and join the index's small segments for reading (`qa.store.units`) now,
-        so that the first question waits for neither (at 1M sentences: ~0.5 s of joining)."""
+        so that the first question waits for neither (at 1M sentences: ~0.1 s of joining)."""
         self.encoder.encode(["warm up"])
         self._state.units  # a cached property: read here for its making
 

@@ -105,6 +105,22 @@ def test_extend_then_remove_equals_a_fresh_build() -> None:
     ).max()
 
 
+def test_concatenate_equals_a_fresh_build_with_and_without_deleted_rows() -> None:
+    first, full = _corpus(["normans"]), _corpus(["normans", "robots", "short"])
+    second = Corpus.from_articles(list(full.articles[len(first.articles):]))
+    parts = [LexicalIndex.build(c.lexical_texts(), c.neighbours) for c in (first, second)]
+    fresh = LexicalIndex.build(full.lexical_texts(), full.neighbours)
+    every_row = [(part, np.ones(part.size, dtype=bool)) for part in parts]
+    joined = LexicalIndex.concatenate(every_row, full.neighbours)  # context frequencies summed
+    shrunk_corpus, keep = full.without_article(1)  # the Normans: the last article of the first part
+    merged = LexicalIndex.concatenate([(parts[0], keep[: parts[0].size]), every_row[1]], shrunk_corpus.neighbours)
+    rebuilt = LexicalIndex.build(shrunk_corpus.lexical_texts(), shrunk_corpus.neighbours)
+    for made, expected in ((joined, fresh), (merged, rebuilt)):
+        assert made.context_length == expected.context_length
+        by_term = dict(zip(expected.terms, expected.context_df.tolist()))
+        assert {t: by_term.get(t, 0) for t in made.terms} == dict(zip(made.terms, made.context_df.tolist()))
+
+
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     corpus = _corpus(["robots"])
     lexical = LexicalIndex.build(corpus.lexical_texts(), corpus.neighbours)

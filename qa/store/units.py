@@ -6,7 +6,7 @@ sentence. So runs of adjacent small segments without deletions are joined in mem
 unit, once per snapshot: their corpus, BM25 postings and cue tokens are copied into one of each
 (nothing is encoded or tokenised again), rows and order unchanged. A question sees the same
 rows, ids and scores; only the number of calls drops (1M sentences in 16 segments: BM25 top-k
-6.9 -> 5.2 ms, candidate BM25 2.6 -> 1.8 ms, the 8 small segments joined in 0.44 s).
+6.9 -> 5.2 ms, candidate BM25 2.6 -> 1.8 ms, the 8 small segments joined in 0.1 s).
 
 Dense indexes are not rebuilt: a joined unit searches its members' own (a run of small flat
 ones as one flat index over their copied vectors, up to `COPY_FLAT_UP_TO` rows), so joining
@@ -28,7 +28,7 @@ from qa.store.segment import Segment, SegmentData
 
 # Segments below this size are joined: their per-call cost outweighs their per-row cost.
 JOIN_BELOW = 50_000
-# A joined run holds at most this many sentences: joining costs ~4 us a sentence, paid by the
+# A joined run holds at most this many sentences: joining costs ~1 us a sentence, paid by the
 # first question of a snapshot whose run changed.
 JOIN_UP_TO = 150_000
 # Adjacent flat segments are searched as one flat index over their vectors copied into memory,
