@@ -132,9 +132,10 @@ def _prefetch(file: Path, chunk: int = 8 << 20) -> None:
         return
 
 
-def load_vectors(file: Path) -> Vectors:
-    """A stored matrix: memory-mapped when small, `StoredVectors` from `READ_ROWS_FROM` rows on."""
+def load_vectors(file: Path, by_row: bool = False) -> Vectors:
+    """A stored matrix: memory-mapped when small, `StoredVectors` from `READ_ROWS_FROM` rows on
+    or when `by_row` (a matrix whose rows are only ever read a few at a time)."""
     mapped = np.load(file, mmap_mode="r", allow_pickle=False)
-    if len(mapped) >= READ_ROWS_FROM:
+    if by_row or len(mapped) >= READ_ROWS_FROM:
         return StoredVectors.open(file)
     return mapped.view(np.ndarray)  # same mapped pages; skips np.memmap's Python-level __getitem__

@@ -77,3 +77,17 @@ def test_a_later_snapshot_reuses_the_joins_an_add_left_unchanged(
     assert after.units[0] is before.units[0]  # not joined again
     assert [len(u) for u in after.units] == [1200, 60]  # the last run took the new segment
     assert index.search("How much did item 4 of batch 62 weigh?")[1][0].sentence_id >= 1240
+
+
+def test_an_approximate_segment_reads_title_and_context_rows_by_row(
+        four_segments: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vectors, "READ_ROWS_FROM", 10**6)  # every matrix small enough to map
+    index = Index.load(four_segments)
+    ivf, flat = index._state.segments[0].data, index._state.segments[2].data
+    # Mapped, the pages a question touched would stay in the resident set; these rows are only
+    # ever read for candidates, never multiplied whole.
+    assert isinstance(ivf.title_context_embeddings, vectors.StoredVectors)
+    assert isinstance(ivf.embeddings, np.ndarray)  # mapped: an exact search of a small corpus multiplies them
+    assert isinstance(flat.title_context_embeddings, np.ndarray) and isinstance(flat.embeddings, np.ndarray)
+    hits = index.search(QUESTIONS[0])[1]
+    assert hits and index._state.title_context_embeddings[[hits[0].sentence_id]].shape == (1, 768)

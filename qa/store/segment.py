@@ -82,8 +82,12 @@ def read_segment_data(folder: Path, sentences: int) -> SegmentData:
         ValueError, OSError, KeyError: the files are missing or disagree with each other.
     """
     corpus = Corpus.load(folder)
-    embeddings, title_context = (load_vectors(folder / name) for name in VECTOR_FILES)  # mapped, or read by row
+    embeddings = load_vectors(folder / VECTOR_FILES[0])  # mapped, or read by row when large
     dense = DenseIndex.load(folder / DENSE_FILE, vectors=embeddings)
+    # Title and context rows are read for a question's candidates only, never multiplied whole:
+    # an approximate segment's are read by row, as the pages its questions touched would count in
+    # the resident set when mapped (at 1M, ~300 MB of them in the 14k-sentence segments).
+    title_context = load_vectors(folder / VECTOR_FILES[1], by_row=dense.kind != "flat")
     lexical = LexicalIndex.load(folder / LEXICAL_FOLDER, sentences)
     cues = CueTable.load(folder / CUES_FOLDER, sentences)
     signatures = np.load(folder / SIGNATURES_FILE, mmap_mode="r", allow_pickle=False)  # paged in by an add only
