@@ -208,13 +208,7 @@ class Snapshot:
         the cheapest search (`EXACT_UP_TO`, vectors mapped), else None."""
         if self.offsets[-1] > EXACT_UP_TO:
             return None
-        parts = []
-        for segment in self.units:
-            part = exact_cosines(segment.data.dense, segment.data.embeddings, query_vector)
-            if part is None:
-                return None
-            parts.append(part)
-        return np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0, dtype=np.float32))
+        return exact_cosines([(unit.data.dense, unit.data.embeddings) for unit in self.units], query_vector)
 
     def dense_top(self, query_vector: np.ndarray, k: int, similarities: np.ndarray | None) -> np.ndarray:
         """Global ids of the k live sentences nearest the query, best first (ties to the lower id)."""

@@ -111,17 +111,22 @@ class JoinedDense:
 
     def similarities(self, query: np.ndarray) -> np.ndarray | None:
         """The query's cosine with every row when each part can give it cheaply, else None."""
-        found = [exact_cosines(part.index, part.vectors, query) for part in self.parts]
-        return None if any(f is None for f in found) else np.concatenate(found)
+        return exact_cosines([(part.index, part.vectors) for part in self.parts], query)
 
 
-def exact_cosines(index: DenseIndex | JoinedDense, vectors: Any, query: np.ndarray) -> np.ndarray | None:
-    """The query's cosine with every row of a dense index: from a flat index, or one product over
-    vectors held in memory (an approximate index's rows are exact too); None when neither."""
-    found = index.similarities(query)
-    if found is None and isinstance(vectors, np.ndarray):
-        found = np.asarray(vectors @ np.asarray(query, dtype=np.float32), dtype=np.float32)
-    return found
+def exact_cosines(dense_parts: Sequence[tuple[DenseIndex | JoinedDense, Any]], query: np.ndarray) -> np.ndarray | None:
+    """The query's cosine with every row of consecutive (dense index, its vectors) parts, each from
+    a flat index or one product over vectors held in memory (an approximate index's rows are
+    exact too); None as soon as a part can give neither."""
+    found = []
+    for index, vectors in dense_parts:
+        part = index.similarities(query)
+        if part is None and isinstance(vectors, np.ndarray):
+            part = np.asarray(vectors @ np.asarray(query, dtype=np.float32), dtype=np.float32)
+        if part is None:
+            return None
+        found.append(part)
+    return np.concatenate(found) if len(found) > 1 else (found[0] if found else np.zeros(0, dtype=np.float32))
 
 
 def _runs(segments: Sequence[Segment], joinable: Callable[[Segment], bool], limit: int) -> list[list[Segment]]:
@@ -161,7 +166,7 @@ def _joined(segments: Sequence[Segment]) -> Segment:
     """One in-memory segment of the rows of `segments` (none with deletions), in order."""
     corpus = Corpus.concatenate([s.data.corpus for s in segments])
     offsets = starts([len(s) for s in segments])
-    parts = _dense_parts(segments, offsets)
+    parts = _dense_parts(segments)
     if len(parts) == 1:  # all flat and small: one flat index over the copied vectors
         embeddings, dense = parts[0].vectors, parts[0].index
     else:
@@ -176,15 +181,15 @@ def _joined(segments: Sequence[Segment]) -> Segment:
     return Segment("+".join(s.name for s in segments), data)
 
 
-def _dense_parts(segments: Sequence[Segment], offsets: np.ndarray) -> list[DensePart]:
+def _dense_parts(segments: Sequence[Segment]) -> list[DensePart]:
     """The dense indexes a joined run searches: runs of flat members as one flat index over their
     copied vectors, every other member's own index."""
-    first_row = dict(zip(map(id, segments), offsets.tolist()))
-    parts = []
+    parts, first = [], 0
     for run in _runs(segments, lambda s: s.data.dense.kind == "flat", COPY_FLAT_UP_TO):
         if len(run) == 1:
-            parts.append(DensePart(run[0].data.dense, run[0].data.embeddings, first_row[id(run[0])]))
-            continue
-        vectors = np.ascontiguousarray(np.concatenate([np.asarray(s.data.embeddings, dtype=np.float32) for s in run]))
-        parts.append(DensePart(DenseIndex.build(vectors, kind="flat"), vectors, first_row[id(run[0])]))
+            parts.append(DensePart(run[0].data.dense, run[0].data.embeddings, first))
+        else:
+            vectors = np.ascontiguousarray(np.concatenate([np.asarray(s.data.embeddings, dtype=np.float32) for s in run]))
+            parts.append(DensePart(DenseIndex.build(vectors, kind="flat"), vectors, first))
+        first += sum(map(len, run))
     return parts
