@@ -45,11 +45,15 @@ DEFAULT_REFINE = 4
 # Fast-scan codes rank coarsely: on the 1M generated corpus the exact top 10 is only all in their
 # best 256 (recall@10 0.975, the cells' own limit at nprobe 64; 0.84 in the best 40).
 MIN_RESCORED = 256
-# A segment of a larger corpus probes twice its share of the cells one index of the whole corpus
-# would, and re-scores its share of that index's rows, at least `MIN_SEGMENT_RESCORED` (sentences
-# on one topic often sit in one segment: one day's adds). On the 1M generated corpus in 16
-# segments: recall@10 0.975 (the segments' own settings: 0.993 reading 7x the rows); re-scoring
-# twice the share kept recall@10 equal and cost 0.9 ms more (docs/speed.md).
+# Every IVF search probes twice the share of cells its reference parameters give: a whole-corpus
+# index's for a segment of a larger corpus, its own for an index searched alone. Segments need
+# the margin because sentences on one topic often sit in one segment (one day's adds); an index
+# alone gets it too, so merging segments does not lower the effort and change answers (at 100k,
+# 16 segments merged into one: 199/200 answers identical with the margin on segments only, 200/200
+# with it on both). A segment re-scores its share of the whole index's rows, at least
+# `MIN_SEGMENT_RESCORED`. On the 1M generated corpus in 16 segments: recall@10 0.975 (the
+# segments' own settings: 0.993 reading 7x the rows); re-scoring twice the share kept recall@10
+# equal and cost 0.9 ms more (docs/speed.md).
 PROBE_MARGIN = 2.0
 MIN_SEGMENT_RESCORED = 32
 _CODES = {"ivf-sq4": "SQ4", "ivf-sq8": "SQ8"}  # FAISS index_factory code of each scalar-quantised IVF kind
@@ -190,23 +194,27 @@ class DenseIndex:
         return scores[order], ids[order]
 
     def segment_effort(self, k: int, corpus_size: int | None = None) -> tuple[int | None, int]:
-        """(cells to probe, rows to re-score) of a top-k search; None: the index's own probes.
+        """(cells to probe, rows to re-score) of a top-k search; no cells for a flat index.
 
-        Alone (or as the whole corpus), an IVF index probes its `nprobe` cells and re-scores
-        max(`refine` x k, `min_rescored`) rows. As one segment of a larger corpus it takes its
-        share of both from the parameters a whole-corpus index would have (of the cells, times
-        `PROBE_MARGIN`): sixteen segments then read about what one index reads, not 16 times it.
+        An IVF index probes `PROBE_MARGIN` times the share of its cells that its reference
+        parameters give: its own alone (or as the whole corpus), those a whole-corpus index would
+        have as one segment of a larger corpus. It re-scores max(`refine` x k, `min_rescored`)
+        rows alone, and its share of the whole-corpus index's rows as a segment: sixteen segments
+        then read about what one index reads, not 16 times it, and one merged index probes what
+        its segments did.
         """
         own_depth = max(k * int(self.params.get("refine", 1)), int(self.params.get("min_rescored", 0)))
-        if self.kind not in IVF_KINDS or not corpus_size or corpus_size <= self.size:
+        if self.kind not in IVF_KINDS:
             return None, own_depth
-        whole = _ivf_params(corpus_size)
-        share = self.size / corpus_size
-        probe_share = min(1.0, PROBE_MARGIN * whole["nprobe"] / whole["nlist"])
+        alone = not corpus_size or corpus_size <= self.size
+        reference = self.params if alone else _ivf_params(corpus_size)
+        probe_share = min(1.0, PROBE_MARGIN * int(reference["nprobe"]) / int(reference["nlist"]))
         nlist = int(self.params["nlist"])
-        nprobe = min(int(self.params["nprobe"]), max(1, math.ceil(nlist * probe_share)))
-        whole_depth = max(k * int(whole["refine"]), int(whole["min_rescored"]))
-        depth = min(own_depth, max(MIN_SEGMENT_RESCORED, math.ceil(whole_depth * share)))
+        nprobe = max(1, math.ceil(nlist * probe_share))
+        if alone:
+            return nprobe, own_depth
+        whole_depth = max(k * int(reference["refine"]), int(reference["min_rescored"]))
+        depth = min(own_depth, max(MIN_SEGMENT_RESCORED, math.ceil(whole_depth * self.size / corpus_size)))
         return nprobe, depth
 
     def similarities(self, query: np.ndarray) -> np.ndarray | None:

@@ -47,9 +47,11 @@ def test_kind_follows_size() -> None:
 
 def test_a_segment_of_a_larger_corpus_probes_and_rescores_its_share() -> None:
     vectors = clustered(4000)
-    index = DenseIndex.build(vectors, kind=dense.LARGE_KIND, nlist=16, nprobe=16, refine=4, min_rescored=256)
-    assert index.segment_effort(10) == (None, 256)  # alone: its own settings
-    assert index.segment_effort(10, corpus_size=4000) == (None, 256)
+    index = DenseIndex.build(vectors, kind=dense.LARGE_KIND, nlist=16, nprobe=4, refine=4, min_rescored=256)
+    # Alone: twice its own share of the cells (as a segment probes twice its corpus's share, so a
+    # merge keeps the effort), and its own rows.
+    assert index.segment_effort(10) == (8, 256)
+    assert index.segment_effort(10, corpus_size=4000) == (8, 256)
     # One 250th of a 1M corpus, whose own index would probe 64 of 1024 cells and re-score 400
     # rows: 2 x 1/16 of its 16 cells, and the floor of rows.
     assert index.segment_effort(10, corpus_size=1_000_000) == (2, dense.MIN_SEGMENT_RESCORED)
@@ -78,12 +80,14 @@ def test_search_handles_empty_and_small_indexes() -> None:
 
 def test_ivf_recall_against_exact_search() -> None:
     vectors, queries = clustered(6000), clustered(50, seed=7)
-    index = DenseIndex.build(vectors, kind=dense.LARGE_KIND, nlist=32, nprobe=16)
+    index = DenseIndex.build(vectors, kind=dense.LARGE_KIND, nlist=32, nprobe=8)  # probes 16 of 32 cells
     assert index.kind == dense.LARGE_KIND and index.params["trained_size"] == 6000
+    assert index.segment_effort(10)[0] == 16
     recall = np.mean([len(set(index.search(q, 10)[1]) & set(exact_top(vectors, q, 10))) / 10 for q in queries])
     assert recall >= 0.95
     # Scanning every cell with exact re-scoring is exact search again.
-    index._index.nprobe = 32
+    index.params["nprobe"] = 16
+    assert index.segment_effort(10)[0] == 32
     for q in queries[:10]:
         assert list(index.search(q, 10)[1]) == list(exact_top(vectors, q, 10))
 
