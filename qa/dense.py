@@ -9,7 +9,7 @@ The index type follows the corpus size (measurements in docs/speed.md):
   would otherwise scan every vector of each;
 - from there on, `ivf-pq4fs`: an inverted file of `nlist` k-means cells holding product-quantised
   codes, 4 bits for every 2 dimensions (96 MB at 1M, a sixteenth of the float32 vectors), scanned
-  with FAISS's SIMD "fast scan". A query scans the `nprobe` nearest cells, and the best
+  with FAISS's SIMD "fast scan". A query scans the `PROBE_MARGIN` x `nprobe` nearest cells, and the best
   max(`refine` x k, `min_rescored`) are re-scored exactly from the stored float32 vectors,
   which restores what the coarse codes lose. At 1M the scan takes ~1 ms against ~9 ms for the
   4-bit scalar codes (`ivf-sq4`, the previous default, still loaded and extended), at the same
@@ -37,8 +37,10 @@ __all__ = ["DenseIndex", "StoredVectors", "choose_kind", "load_vectors", "top_k"
 FLAT_LIMIT = 10_000
 RETRAIN_GROWTH = 2.0
 TRAIN_PER_CELL = 64  # k-means sample per cell: enough for stable cells, cheap on 2 cores
-# Cells scanned per query: 1/16 of them, at least 64; re-scoring 4 x k. Measured on generated
-# corpora (docs/speed.md): recall@10 0.988 at 100k (64 of 256 cells), 0.967 at 1M (64 of 1024).
+# The `nprobe` parameter: 1/16 of the cells, at least 64; re-scoring 4 x k. A search probes
+# `PROBE_MARGIN` times that share. Measured on generated corpora (docs/speed.md) when a search
+# probed nprobe itself: recall@10 0.988 at 100k (64 of 256 cells), 0.967 at 1M (64 of 1024);
+# probing twice that, 1.000 at 100k.
 DEFAULT_NPROBE_SHARE = 1 / 16
 MIN_NPROBE = 64
 DEFAULT_REFINE = 4
