@@ -23,7 +23,7 @@ import functools
 import re
 from typing import Callable, Sequence
 
-from qa import cues, questions
+from qa import cues, questions, synonyms
 from qa.answering import assess
 from qa.confidence import NO_HITS
 from qa.config import Settings
@@ -112,9 +112,10 @@ _article_vocabulary = functools.lru_cache(maxsize=64)(_vocabulary)
 
 
 def mentions(vocabulary: Vocabulary, term: Sequence[str]) -> bool:
-    """Does a text (its `_vocabulary`) mention `term`: all its words (stemmed), or it as an
-    acronym ("United States" in a text saying "US"), or its spelled-out words ("US" in "the United States")?"""
-    if set(tokenize(" ".join(term))) <= vocabulary.stems:
+    """Does a text (its `_vocabulary`) mention `term`: all its words (stemmed, or a synonym from
+    `qa.synonyms` for one), or it as an acronym ("United States" in a text saying "US"), or its
+    spelled-out words ("US" in "the United States")?"""
+    if synonyms.covered(tokenize(" ".join(term)), vocabulary.stems):  # "start" in a text saying "Beginning"
         return True
     if len(term) > 1 and _initials(term) in vocabulary.acronyms:
         return True

@@ -16,7 +16,9 @@ import pytest
 from conftest import SEEDS
 from qa import Index
 from qa.errors import EmptyQuestionError, QuestionScriptError
+from qa.lexical import tokenize
 from qa.questions import check_script, own_terms, resolve
+from qa.synonyms import covered
 
 DATA = Path(__file__).parent / "data" / "followups"
 TURNS = [json.loads(line) for line in (DATA / "turns.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -88,3 +90,11 @@ def test_cjk_script_is_named_cjk() -> None:
     assert "written in CJK script" in str(error.value) and "Cjk" not in str(error.value)
     with pytest.raises(QuestionScriptError, match="articles are in CJK"):
         check_script("How many robots?", ["CJK"])
+
+
+def test_a_synonym_counts_as_the_turns_own_word() -> None:
+    stems = frozenset(tokenize("Beginning Tuesday, OpenAI will block API traffic; the fee takes effect"))
+    assert covered(tokenize("start"), stems) and covered(tokenize("come into effect"), stems)
+    assert covered(tokenize("block cost"), stems)  # every word present, one of them as a synonym
+    assert not covered(tokenize("end"), stems)  # the opposite of what the text says is not a synonym
+    assert not covered(tokenize("start Brazil"), stems)  # a synonym does not excuse a missing name
