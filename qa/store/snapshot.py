@@ -91,10 +91,12 @@ class Snapshot:
         self.article_offsets = starts([len(s.data.corpus.articles) for s in self.segments])
         # Only the previous snapshot's joins are kept, never a chain of snapshots.
         self._joins: dict[tuple[Segment, ...], Segment] = previous._joins if previous is not None else {}
+        # Counted once: every question asks (`overlap.pays`), and a commit never changes.
+        self._live_sentences = sum(s.live_sentences for s in self.segments)
 
     def __len__(self) -> int:
         """Live sentences."""
-        return sum(s.live_sentences for s in self.segments)
+        return self._live_sentences
 
     # --- the corpus as one -----------------------------------------------------
 
