@@ -25,7 +25,6 @@ GROUPS: tuple[tuple[str, ...], ...] = (
     ("end", "finish", "conclude", "expire", "cease"),
     ("cost", "price", "fee"),
 )
-_LONGEST_ENTRY = 4  # tokens in the longest entry ("come into effect" is 3)
 
 
 @functools.lru_cache(maxsize=1)
@@ -43,9 +42,10 @@ def covered(tokens: Sequence[str], stems: frozenset[str]) -> bool:
     """Are all `tokens` (stemmed, in order) in `stems`, a token or run of tokens that is an entry
     of a group counting as present when any entry of its group is?"""
     table = _table()
+    longest = max(map(len, table))  # tokens in the longest entry
     position = 0
     while position < len(tokens):
-        for length in range(min(_LONGEST_ENTRY, len(tokens) - position), 0, -1):
+        for length in range(min(longest, len(tokens) - position), 0, -1):
             forms = table.get(tuple(tokens[position : position + length]))
             if forms is not None and any(form <= stems for form in forms):
                 position += length
