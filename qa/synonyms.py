@@ -28,21 +28,23 @@ GROUPS: tuple[tuple[str, ...], ...] = (
 
 
 @functools.lru_cache(maxsize=1)
-def _table() -> dict[tuple[str, ...], tuple[frozenset[str], ...]]:
-    """Each entry's stemmed tokens -> the stem sets of every entry of its group (itself included)."""
+def _table() -> tuple[dict[tuple[str, ...], tuple[frozenset[str], ...]], int]:
+    """Each entry's stemmed tokens -> the stem sets of every entry of its group (itself included),
+    and the token count of the longest entry."""
     table: dict[tuple[str, ...], tuple[frozenset[str], ...]] = {}
     for group in GROUPS:
         forms = tuple(frozenset(tokenize(entry)) for entry in group)
         for entry in group:
             table[tuple(tokenize(entry))] = forms
-    return table
+    return table, max(map(len, table))
 
 
 def covered(tokens: Sequence[str], stems: frozenset[str]) -> bool:
     """Are all `tokens` (stemmed, in order) in `stems`, a token or run of tokens that is an entry
     of a group counting as present when any entry of its group is?"""
-    table = _table()
-    longest = max(map(len, table))  # tokens in the longest entry
+    if stems.issuperset(tokens):  # the common case, one set operation: no synonym is needed
+        return True
+    table, longest = _table()
     position = 0
     while position < len(tokens):
         for length in range(min(longest, len(tokens) - position), 0, -1):
