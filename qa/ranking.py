@@ -34,7 +34,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from qa.arrays import ranges
+from qa.arrays import ranges, sorted_union
 from qa.config import Settings
 from qa.corpus import Corpus
 from qa.bm25 import Statistics
@@ -90,11 +90,14 @@ class Hit(NamedTuple):
     lexical: float
 
 
-def _zscores(rows: np.ndarray) -> np.ndarray:
-    """Each row z-scored; a constant row gives zeros."""
-    spread = rows.std(axis=1, keepdims=True)
-    centred = rows - rows.mean(axis=1, keepdims=True)
-    return np.divide(centred, spread, out=np.zeros_like(centred), where=spread > 0)
+def _zscores(values: np.ndarray) -> np.ndarray:
+    """`values` z-scored; constant values give zeros. The same arithmetic as `np.std`, without
+    its dozen Python-level steps (a question z-scores two columns)."""
+    if not len(values):
+        return values.copy()
+    centred = values - values.mean()
+    spread = np.sqrt(np.multiply(centred, centred).sum() / len(values))
+    return centred / spread if spread > 0 else np.zeros_like(centred)
 
 
 def neighbour_dots(vectors: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -221,7 +224,7 @@ def shard_candidates(question: str, query_vector: np.ndarray, state: Searchable,
     similarities = state.similarities(query_vector)
     dense_ids, dense_scores = state.dense_top_scored(query_vector, k, similarities)
     lexical_ids, lexical_scores = lexical if lexical is not None else state.lexical_top_scored(question, k, stats)
-    ids = np.union1d(dense_ids, lexical_ids).astype(np.int64)
+    ids = sorted_union(dense_ids, lexical_ids)
     dense_score = np.full(len(ids), -np.inf, dtype=np.float64)
     dense_score[np.searchsorted(ids, dense_ids)] = dense_scores
     lexical_score = np.full(len(ids), -np.inf, dtype=np.float64)
@@ -246,12 +249,13 @@ def fuse(question: str, shards: list[Candidates], settings: Settings) -> list[Hi
     """Phase two: the corpus-wide dense and BM25 top-k from every shard's candidates, united,
     scored by the tuned fusion; best first, ties broken by lower sentence id."""
     table = Candidates.concatenate(shards)
-    k = settings.candidates
-    chosen = []
-    for score in (table.dense_score, table.lexical_score):
-        held = np.flatnonzero(np.isfinite(score))
-        chosen.append(held[np.lexsort((table.ids[held], -score[held]))[:k]])
-    table = table.take(np.union1d(*chosen))  # positions ascend with the ids
+    if len(shards) > 1:  # one shard's rows are already its top-k of each kind
+        k = settings.candidates
+        chosen = []
+        for score in (table.dense_score, table.lexical_score):
+            held = np.flatnonzero(np.isfinite(score))
+            chosen.append(held[np.lexsort((table.ids[held], -score[held]))[:k]])
+        table = table.take(sorted_union(*chosen))  # positions ascend with the ids
     ids = table.ids
     w = settings.weights
     cjk = script_of(question) == "CJK"
@@ -267,7 +271,7 @@ def fuse(question: str, shards: list[Candidates], settings: Settings) -> list[Hi
         # The default encoder is English-only: its cosines between CJK texts are high and
         # meaningless, so term coverage stands in for them, on the same scale.
         absolute = table.coverage * (w.sentence + w.title + w.context + w.mean + w.paragraph + w.neighbour)
-    bm25_z, context_z = _zscores(np.stack([table.bm25, table.bm25_context]))
+    bm25_z, context_z = _zscores(table.bm25), _zscores(table.bm25_context)
     fused = absolute + w.bm25 * bm25_z + w.bm25_context * context_z + w.phrase * table.phrase
     if asks_for_cue(question) and not cjk:
         gained = table.cues @ np.array([w.cue_number, w.cue_date, w.cue_person], dtype=np.float32)

@@ -71,3 +71,22 @@ def test_paragraph_features_from_similarities_equal_those_from_vectors(seed_inde
     from_vectors = ranking._paragraph_features(state, ids, vector)
     for name, fast, slow in zip(("sentence", "mean", "paragraph", "neighbour"), shortcut, from_vectors):
         np.testing.assert_allclose(fast, slow, atol=1e-5, err_msg=name)
+
+
+def test_the_fast_array_helpers_equal_numpys_own() -> None:
+    """`sorted_union` is `np.union1d`, and the z-scores are those of `np.std`, to the bit (fusion
+    ranks by them: a last-bit change could reorder a tie)."""
+    from qa.arrays import sorted_union
+
+    rng = np.random.default_rng(7)
+    for size in [0, 1, 2, 3, 50, 173]:
+        first, second = rng.integers(0, 200, size), rng.integers(0, 200, rng.integers(0, 60))
+        assert np.array_equal(sorted_union(first, second), np.union1d(first, second))
+        values = (rng.random(size) * rng.choice([0.0, 1.0, 40.0])).astype(np.float32)
+        if size:
+            values[rng.random(size) < 0.3] = 0
+            spread = values.std()
+            expected = (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
+        else:
+            expected = values
+        np.testing.assert_array_equal(ranking._zscores(values), expected)
