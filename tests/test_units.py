@@ -91,3 +91,20 @@ def test_an_approximate_segment_reads_title_and_context_rows_by_row(
     assert isinstance(flat.title_context_embeddings, np.ndarray) and isinstance(flat.embeddings, np.ndarray)
     hits = index.search(QUESTIONS[0])[1]
     assert hits and index._state.title_context_embeddings[[hits[0].sentence_id]].shape == (1, 768)
+
+
+def test_a_run_of_flat_segments_reads_title_and_context_rows_from_one_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QA_CACHE_DIR", str(model_only_cache(tmp_path / "cache")))
+    index = Index.empty(tmp_path / "index", RandomEncoder())
+    index.merge_policy = None
+    for batch in ([article(n) for n in range(3)], [article(3)], [article(4), article(5)]):
+        index.add_articles(batch)
+    state = Index.load(tmp_path / "index")._state
+    assert len(state.segments) == 3 and len(state.units) == 1
+    joined = state.title_context_embeddings
+    assert isinstance(joined, np.ndarray) and joined.flags["C_CONTIGUOUS"]  # one array, not one per segment
+    every = np.concatenate([np.asarray(s.data.title_context_embeddings) for s in state.segments])
+    np.testing.assert_array_equal(joined, every)
+    ids = np.array([0, 7, len(every) - 1])
+    np.testing.assert_array_equal(joined[ids], every[ids])

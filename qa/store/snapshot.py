@@ -114,8 +114,8 @@ class Snapshot:
 
     @functools.cached_property
     def title_context_embeddings(self) -> Any:
-        """Title and context vectors by global id, side by side."""
-        return stacked([s.data.title_context_embeddings for s in self.segments], self.offsets, 2 * self.dimension)
+        """Title and context vectors by global id, side by side (read from the units, as `embeddings`)."""
+        return stacked([u.data.title_context_embeddings for u in self.units], self.unit_offsets, 2 * self.dimension)
 
     @property
     def vectors(self) -> tuple[Any, Any]:

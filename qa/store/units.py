@@ -32,7 +32,8 @@ JOIN_BELOW = 50_000
 # first question of a snapshot whose run changed.
 JOIN_UP_TO = 150_000
 # Adjacent flat segments are searched as one flat index over their vectors copied into memory,
-# up to this many rows (75 MB of float32 at 384 dimensions).
+# up to this many rows (75 MB of float32 at 384 dimensions; when the whole run is copied, its
+# title and context rows too: 150 MB more).
 COPY_FLAT_UP_TO = 50_000
 
 
@@ -167,13 +168,17 @@ def _joined(segments: Sequence[Segment]) -> Segment:
     corpus = Corpus.concatenate([s.data.corpus for s in segments])
     offsets = starts([len(s) for s in segments])
     parts = _dense_parts(segments)
+    title_context: Any = SegmentedVectors([s.data.title_context_embeddings for s in segments], offsets)
     if len(parts) == 1:  # all flat and small: one flat index over the copied vectors
         embeddings, dense = parts[0].vectors, parts[0].index
+        # Their title and context rows copied too: a question gathers ~170 of them, and from one
+        # array (in huge pages) that takes 0.08 ms instead of 0.22 ms from 16 segments' mappings.
+        title_context = _copied([s.data.title_context_embeddings for s in segments])
     else:
         embeddings = SegmentedVectors([part.vectors for part in parts], starts([part.index.size for part in parts]))
         dense = JoinedDense(parts, len(corpus))
     every_row = [(s.data.lexical, np.ones(len(s), dtype=bool)) for s in segments]
-    data = SegmentData(corpus, embeddings, SegmentedVectors([s.data.title_context_embeddings for s in segments], offsets),
+    data = SegmentData(corpus, embeddings, title_context,
                        dense,  # type: ignore[arg-type]  # a JoinedDense: `Snapshot` searches its parts
                        LexicalIndex.concatenate(every_row, corpus.neighbours),
                        CueTable.concatenate([s.data.cues for s in segments]),
@@ -189,7 +194,12 @@ def _dense_parts(segments: Sequence[Segment]) -> list[DensePart]:
         if len(run) == 1:
             parts.append(DensePart(run[0].data.dense, run[0].data.embeddings, first))
         else:
-            vectors = np.ascontiguousarray(np.concatenate([np.asarray(s.data.embeddings, dtype=np.float32) for s in run]))
+            vectors = _copied([s.data.embeddings for s in run])
             parts.append(DensePart(DenseIndex.build(vectors, kind="flat"), vectors, first))
         first += sum(map(len, run))
     return parts
+
+
+def _copied(matrices: Sequence[Any]) -> np.ndarray:
+    """The rows of `matrices` (stored or mapped) in one float32 array in memory."""
+    return np.ascontiguousarray(np.concatenate([np.asarray(m, dtype=np.float32) for m in matrices]))
