@@ -168,15 +168,15 @@ def _joined(segments: Sequence[Segment]) -> Segment:
     corpus = Corpus.concatenate([s.data.corpus for s in segments])
     offsets = starts([len(s) for s in segments])
     parts = _dense_parts(segments)
-    title_context: Any = SegmentedVectors([s.data.title_context_embeddings for s in segments], offsets)
     if len(parts) == 1:  # all flat and small: one flat index over the copied vectors
         embeddings, dense = parts[0].vectors, parts[0].index
         # Their title and context rows copied too: a question gathers ~170 of them, and from one
         # array (in huge pages) that takes 0.08 ms instead of 0.22 ms from 16 segments' mappings.
-        title_context = _copied([s.data.title_context_embeddings for s in segments])
+        title_context: Any = _copied([s.data.title_context_embeddings for s in segments])
     else:
         embeddings = SegmentedVectors([part.vectors for part in parts], starts([part.index.size for part in parts]))
         dense = JoinedDense(parts, len(corpus))
+        title_context = SegmentedVectors([s.data.title_context_embeddings for s in segments], offsets)
     every_row = [(s.data.lexical, np.ones(len(s), dtype=bool)) for s in segments]
     data = SegmentData(corpus, embeddings, title_context,
                        dense,  # type: ignore[arg-type]  # a JoinedDense: `Snapshot` searches its parts
