@@ -438,7 +438,7 @@ class LexicalIndex:
         """BM25 of sentences `ids`, and of their contexts (sentence + paragraph neighbours) as if each
         were a document: the query terms' postings are located once for both (`_locate_terms`)."""
         q = self._query(query, stats)
-        terms, repeats = q.terms, q.repeats
+        terms = q.terms
         ids = np.asarray(ids, dtype=np.int64)
         sentence, context = np.zeros(len(ids), dtype=np.float32), np.zeros(len(ids), dtype=np.float32)
         if not len(terms) or not len(ids):
@@ -452,14 +452,48 @@ class LexicalIndex:
         held &= present[None]
         sentence = (q.factors[:, None] * np.where(held[:, 0], q.weights[at[:, 0]], 0)).sum(axis=0).astype(np.float32)
         tf = np.where(held, self.postings.data[at], 0).sum(axis=1)  # (terms, n): counts in each context
-        if stats is None:
+        return sentence, self._context_bm25(q, tf, lengths)
+
+    def _context_bm25(self, q: _Query, tf: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """BM25 of contexts whose counts of the query's terms are `tf` (terms, n) and whose
+        lengths are `lengths` (n,), each context a document."""
+        if q.stats is None:
             mean_length = self.context_length / self.size
-            context_idf = _idf(self.context_df[terms], self.size)
+            context_idf = _idf(self.context_df[q.terms], self.size)
         else:
-            mean_length = stats.context_mean_length
-            context_idf = np.array([stats.context_idf[t] for t in q.names], dtype=np.float32)
+            mean_length = q.stats.context_mean_length
+            context_idf = np.array([q.stats.context_idf[t] for t in q.names], dtype=np.float32)
         weights = _saturation(tf, lengths[None, :], mean_length, self.k1, self.b)
-        return sentence, ((context_idf * repeats)[:, None] * weights).sum(axis=0).astype(np.float32)
+        return ((context_idf * q.repeats)[:, None] * weights).sum(axis=0).astype(np.float32)
+
+    def every_candidate_score(self, query: str, neighbours: tuple[np.ndarray, np.ndarray],
+                              stats: Statistics | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`candidate_scores` of every sentence, to the bit (the same sums in the same order), from
+        a dense (terms, sentences) table of the query's postings: on a small index that costs
+        less than locating them per candidate, and it needs no candidates, so it can be taken
+        before the dense search knows them (`qa.ranking.lexical_half`).
+
+        `neighbours` are `Corpus.neighbours`: a sentence's previous and next are the adjacent
+        rows (or -1), so a context's counts are three shifted slices, not three gathers.
+        """
+        q = self._query(query, stats)
+        size = self.size
+        if not len(q.terms) or not size:
+            return np.zeros(size, dtype=np.float32), np.zeros(size, dtype=np.float32)
+        positions = ranges(self.postings.indptr[q.terms], q.sizes)
+        at = (np.repeat(np.arange(len(q.terms)), q.sizes), self.postings.indices[positions])
+        weights = np.zeros((len(q.terms), size), dtype=np.float32)
+        weights[at] = q.weights[positions]
+        sentence = (q.factors[:, None] * weights).sum(axis=0).astype(np.float32)
+        counts = np.zeros((len(q.terms), size), dtype=np.int32)
+        counts[at] = self.postings.data[positions]
+        has_previous, has_next = neighbours[0][1:] >= 0, neighbours[1][:-1] >= 0
+        tf, lengths = counts.copy(), self.lengths.copy()
+        tf[:, 1:] += counts[:, :-1] * has_previous
+        tf[:, :-1] += counts[:, 1:] * has_next
+        lengths[1:] += self.lengths[:-1] * has_previous
+        lengths[:-1] += self.lengths[1:] * has_next
+        return sentence, self._context_bm25(q, tf, lengths)
 
     def context_scores(self, query: str, ids: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         """BM25 of the contexts of sentences `ids` (see `candidate_scores`)."""

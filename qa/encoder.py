@@ -225,20 +225,24 @@ class Encoder:
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
 
-    def encode(self, texts: Sequence[str], progress: bool | Callable[[int, int], None] = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str], progress: bool | Callable[[int, int], None] = False,
+               model_started: Callable[[], object] | None = None) -> np.ndarray:
         """Embed texts; returns an (n, dimension) float32 array of unit vectors.
 
         `progress`: True draws a tqdm bar; a callable is told (work done, work in all) as batches
         finish (see OnnxEncoder.encode; on torch once, at the end: one sentence-transformers call
-        keeps its batches as they were).
+        keeps its batches as they were). `model_started`: called once, as the model starts on the
+        first batch: from then on the encode holds no GIL for a while (see `qa.overlap`).
         """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         runtime = _runtime(self.model_name, self.backend)
         if runtime is not _TORCH:
-            return runtime.encode(list(texts), batch_size=self.batch_size, progress=progress)
+            return runtime.encode(list(texts), batch_size=self.batch_size, progress=progress, model_started=model_started)
         model = _load_model(self.model_name)
         _set_threads(len(texts))
+        if model_started is not None:
+            model_started()
         vectors = model.encode(
             list(texts),
             batch_size=self.batch_size,

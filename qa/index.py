@@ -34,7 +34,7 @@ from qa.errors import (
     ModelMismatchError,
 )
 from qa.progress import Reporter, Tracker, reporter_for
-from qa.ranking import Hit, lexical_top, rank
+from qa.ranking import Hit, lexical_half, rank
 from qa.slots import DEFAULT_RECIPE, check_recipe, stored_vectors, texts_to_encode
 from qa.store import (
     MANIFEST,
@@ -260,13 +260,15 @@ class Index:
         question = questions.validate(query, self.settings.max_question_chars)
         questions.check_script(question, state.manifest.get("scripts", []))
 
-        overlapped = overlap.pays(len(state))
+        # A stand-in encoder (the evaluation's batch of vectors, a test's) has no model to wait for.
+        overlapped = overlap.pays() and isinstance(self.encoder, Encoder)
 
         def ranked(text: str) -> list[Hit]:
-            # BM25 needs no vector: on a large index it runs on a helper thread during the encode.
-            lexical = overlap.start(lexical_top, text, state, self.settings) if overlapped else None
-            vector = self.encoder.encode([text])[0]
-            return rank(text, vector, state, self.settings, lexical.result() if lexical else None)
+            if not overlapped:
+                return rank(text, self.encoder.encode([text])[0], state, self.settings)
+            # BM25 needs no vector: it runs on a helper thread during the encode.
+            vectors, lexical = overlap.encode_beside(self.encoder, [text], lexical_half, text, state, self.settings)
+            return rank(text, vectors[0], state, self.settings, lexical)
 
         return turns.search(question, history, ranked, state.corpus, self.settings)  # follow-ups, answer fit
 

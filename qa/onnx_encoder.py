@@ -193,11 +193,14 @@ class OnnxEncoder:
             return self._large
 
     def encode(self, texts: Sequence[str], batch_size: int = 64,
-               progress: bool | Callable[[int, int], None] = False) -> np.ndarray:
+               progress: bool | Callable[[int, int], None] = False,
+               model_started: Callable[[], object] | None = None) -> np.ndarray:
         """Embed texts; returns an (n, dimension) float32 array of unit vectors.
 
         `progress`: True draws a tqdm bar; a callable is told (characters encoded, characters in all
         texts) after each batch: the longest texts go first, so characters track time, counts do not.
+        `model_started`: called once, right before the first batch runs (ONNX Runtime then releases
+        the GIL until the batch is done).
         """
         out = np.empty((len(texts), self.pipeline.dimension), dtype=np.float32)
         from tqdm.auto import tqdm
@@ -208,6 +211,9 @@ class OnnxEncoder:
         with tqdm(total=len(texts), desc="Encoding", unit="text", disable=progress is not True) as bar:
             for rows, ids, mask in self._batches(texts, batch_size):
                 feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+                if model_started is not None:
+                    model_started()
+                    model_started = None
                 hidden = session.run(None, {name: feeds[name] for name in self._inputs})[0]
                 weights = mask.astype(np.float32)  # mean over real tokens only
                 pooled = np.einsum("btd,bt->bd", hidden, weights) / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)

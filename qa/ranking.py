@@ -20,8 +20,8 @@ Two phases, so that shards of an index (`qa.cluster`) rank as the whole index do
 `shard_candidates` gives one shard's dense and BM25 top-k with every raw feature, under the
 corpus-wide BM25 statistics; `fuse` takes the corpus-wide top-k of each from all shards' rows,
 z-scores and fuses them. One index is one shard: `rank() = fuse([shard_candidates(index)])`.
-The BM25 part of phase one needs no query vector (`lexical_top`): `Index` runs it while the
-question is being encoded (`qa.overlap`).
+The BM25 part of phase one needs no query vector (`lexical_top`, `lexical_half`): `Index` runs it
+while the question is being encoded (`qa.overlap`).
 
 `Hit.confidence` is the part that does not depend on the other candidates: one feature of the
 answer's confidence (`qa/confidence.py`), not compared with the threshold itself. For questions in
@@ -65,6 +65,8 @@ class Searchable(Protocol):
     def lexical_top_scored(self, question: str, k: int, stats: Statistics) -> tuple[np.ndarray, np.ndarray]: ...
 
     def lexical_scores(self, question: str, ids: np.ndarray, stats: Statistics) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def every_lexical_score(self, question: str, stats: Statistics) -> tuple[np.ndarray, np.ndarray] | None: ...
 
     def cue_features(self, question: str, ids: np.ndarray) -> np.ndarray: ...
 
@@ -205,6 +207,8 @@ class LexicalTop(NamedTuple):
     stats: Statistics  # corpus-wide
     ids: np.ndarray  # the state's BM25 top-k, ascending
     scores: np.ndarray  # their BM25 scores under `stats`
+    # The BM25 of every sentence and of its context (`lexical_half`), or None: looked up per candidate.
+    every_row: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def lexical_top(question: str, state: Searchable, settings: Settings) -> LexicalTop:
@@ -213,23 +217,34 @@ def lexical_top(question: str, state: Searchable, settings: Settings) -> Lexical
     return LexicalTop(stats, *state.lexical_top_scored(question, settings.candidates, stats))
 
 
+def lexical_half(question: str, state: Searchable, settings: Settings) -> LexicalTop:
+    """`lexical_top`, with the candidates' BM25 features taken in advance for every sentence where
+    `state` can (`Searchable.every_lexical_score`): work for a helper thread while the question is
+    encoded, which leaves phase one a lookup instead."""
+    top = lexical_top(question, state, settings)
+    return top._replace(every_row=state.every_lexical_score(question, top.stats))
+
+
 def shard_candidates(question: str, query_vector: np.ndarray, state: Searchable, stats: Statistics,
-                     settings: Settings, offset: int = 0,
-                     lexical: tuple[np.ndarray, np.ndarray] | None = None) -> Candidates:
+                     settings: Settings, offset: int = 0, lexical: LexicalTop | None = None) -> Candidates:
     """Phase one: the dense and BM25 top-k of `state` (a whole index or one shard of it), with
     their raw features. `stats` are the corpus-wide BM25 statistics; `offset` turns the state's
-    ids into global ones; `lexical` is the state's BM25 top-k (ids, scores) under `stats` when
-    already taken."""
+    ids into global ones; `lexical` is the state's `lexical_top` (or `lexical_half`) under
+    `stats` when already taken."""
     k = settings.candidates
     similarities = state.similarities(query_vector)
     dense_ids, dense_scores = state.dense_top_scored(query_vector, k, similarities)
-    lexical_ids, lexical_scores = lexical if lexical is not None else state.lexical_top_scored(question, k, stats)
+    lexical_ids, lexical_scores = ((lexical.ids, lexical.scores) if lexical is not None
+                                   else state.lexical_top_scored(question, k, stats))
     ids = sorted_union(dense_ids, lexical_ids)
     dense_score = np.full(len(ids), -np.inf, dtype=np.float64)
     dense_score[np.searchsorted(ids, dense_ids)] = dense_scores
     lexical_score = np.full(len(ids), -np.inf, dtype=np.float64)
     lexical_score[np.searchsorted(ids, lexical_ids)] = lexical_scores
-    bm25, bm25_context = state.lexical_scores(question, ids, stats)
+    if lexical is not None and lexical.every_row is not None:
+        bm25, bm25_context = lexical.every_row[0][ids], lexical.every_row[1][ids]
+    else:
+        bm25, bm25_context = state.lexical_scores(question, ids, stats)
     w = settings.weights
     sentence_cos, mean, paragraph, neighbour = _paragraph_features(state, ids, query_vector, similarities)
     pairs = np.asarray(state.title_context_embeddings[ids], dtype=np.float32)  # (n, 2 x dimension)
@@ -291,5 +306,5 @@ def rank(question: str, query_vector: np.ndarray, state: Searchable, settings: S
     if len(state.corpus) == 0:
         return []
     lexical = lexical or lexical_top(question, state, settings)
-    found = shard_candidates(question, query_vector, state, lexical.stats, settings, lexical=(lexical.ids, lexical.scores))
+    found = shard_candidates(question, query_vector, state, lexical.stats, settings, lexical=lexical)
     return fuse(question, [found], settings)

@@ -80,6 +80,31 @@ def test_scores_equal_bm25s_for_sentences_and_their_contexts(gather_all: int, mo
     assert lexical.scores("How many industrial robots were installed in China in 2022?").max() > 0
 
 
+@LOOKUPS
+def test_every_sentences_scores_at_once_equal_the_candidates_to_the_bit(gather_all: int,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`every_candidate_score` (taken beside the encode) stands in for `candidate_scores`, so the
+    ranking it feeds must not move by one bit, under the index's own statistics or a corpus's."""
+    monkeypatch.setattr(bm25, "FULL_SCAN_POSTINGS", gather_all)
+    corpus = _corpus(["normans", "robots", "short"])
+    lexical = LexicalIndex.build(corpus.lexical_texts(), corpus.neighbours)
+    every = np.arange(len(corpus))
+    contexts = _bm25s(_context_texts(corpus))
+    for question in QUESTIONS:
+        stats = bm25.Statistics(len(corpus) + 5, lexical.mean_length * 1.3, lexical.context_length / len(corpus),
+                                {t: 0.7 for t in tokenize(question)}, {t: 1.1 for t in tokenize(question)})
+        for given in (None, stats):
+            sentence, context = lexical.every_candidate_score(question, corpus.neighbours, given)
+            expected = lexical.candidate_scores(question, every, corpus.neighbours, given)
+            assert sentence.dtype == context.dtype == np.float32
+            np.testing.assert_array_equal(sentence, expected[0])
+            np.testing.assert_array_equal(context, expected[1])
+        np.testing.assert_allclose(lexical.every_candidate_score(question, corpus.neighbours)[1],
+                                   _oracle_scores(contexts, question, len(corpus)), atol=1e-5)
+    assert lexical.every_candidate_score("How many industrial robots?", corpus.neighbours)[1].max() > 0
+    assert LexicalIndex.empty().every_candidate_score("anything", (np.zeros(0), np.zeros(0)))[0].shape == (0,)
+
+
 def test_extend_then_remove_equals_a_fresh_build() -> None:
     first, full = _corpus(["normans"]), _corpus(["normans", "robots", "short"])
     grown = LexicalIndex.build(first.lexical_texts(), first.neighbours).extend(

@@ -38,6 +38,9 @@ from qa.store.units import JoinedDense, exact_cosines, reading_units, stacked, s
 # mapped vectors of every segment, whatever their index kind): at that size it is the cheapest
 # search, and the cosines it gives make the paragraph features free (`qa.ranking`).
 EXACT_UP_TO = 50_000
+# Up to this many sentences in one unit, the BM25 features of every sentence (~1 ms at 10k, on a
+# helper thread beside the ~5 ms encode) are taken instead of the candidates' after the encode.
+EVERY_LEXICAL_UP_TO = 30_000
 
 
 class TermCounts(NamedTuple):
@@ -227,7 +230,7 @@ class Snapshot:
             best = best[self.live[best]]  # fewer live sentences than k: the dead ones came last
             return best, similarities[best]
         searches = self.dense_searches
-        if len(searches) > 1 and overlap.pays(len(self)):
+        if len(searches) > 1 and overlap.pays():
             # As Lucene's IndexSearcher searches slices of segments on an executor: half the
             # segments on a helper thread (FAISS and the row reads release the GIL). 1M in 16
             # segments: 5.1 -> 3.7 ms. The merge below does not depend on which thread found what.
@@ -291,6 +294,14 @@ class Snapshot:
             data = self.units[position].data
             sentence[where], context[where] = data.lexical.candidate_scores(question, local, data.corpus.neighbours, stats)
         return sentence, context
+
+    def every_lexical_score(self, question: str, stats: Statistics) -> tuple[np.ndarray, np.ndarray] | None:
+        """`lexical_scores` of every sentence when one unit holds them all and it is small enough
+        (`EVERY_LEXICAL_UP_TO`) for that to take less than the encode it runs beside; else None."""
+        if len(self.units) != 1 or len(self.units[0]) > EVERY_LEXICAL_UP_TO:
+            return None
+        data = self.units[0].data
+        return data.lexical.every_candidate_score(question, data.corpus.neighbours, stats)
 
     def cue_features(self, question: str, ids: np.ndarray) -> np.ndarray:
         """`qa.cues.CueTable.features` of sentences `ids`, each from its own segment."""
