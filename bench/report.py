@@ -107,7 +107,7 @@ def _change_rows(label: str, c: dict[str, Any], at_scale: bool) -> list[Row]:
         (f"{label}: add one article ({c['article_sentences']} sentences): bytes written",
          f"{c['add_bytes'] / 1e6:.2f} MB", "one new segment and a commit point", "-", "<= 5 MB",
          _ok(c["add_bytes"] / 1e6, 5.0, below=True)),
-        (f"{label}: the same add: time over the article's own encode", f"+{c['add_over_encode_s']:.2f} s",
+        (f"{label}: the same add: time over the article's own encode", f"{c['add_over_encode_s']:+.2f} s",
          f"add {c['add_s']:.2f} s, encode {c['encode_s']:.2f} s", "-", "<= 1 s" if at_scale else "-",
          _ok(c["add_over_encode_s"], 1.0, below=True) if at_scale else None),
         (f"{label}: remove one article: time / bytes written", f"{c['remove_s']:.3f} s / {c['remove_bytes']:,} B",
