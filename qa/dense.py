@@ -26,13 +26,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from qa.vectors import StoredVectors, Vectors, load_vectors
 
-__all__ = ["DenseIndex", "StoredVectors", "choose_kind", "load_vectors", "top_k"]
+__all__ = ["DenseIndex", "Probed", "StoredVectors", "choose_kind", "load_vectors", "top_k"]
 
 FLAT_LIMIT = 10_000
 RETRAIN_GROWTH = 2.0
@@ -74,6 +74,14 @@ def _ivf_params(size: int) -> dict[str, Any]:
 def choose_kind(size: int) -> tuple[str, dict[str, Any]]:
     """The index type and parameters used for `size` vectors."""
     return ("flat", {}) if size < FLAT_LIMIT else (LARGE_KIND, _ivf_params(size))
+
+
+class Probed(NamedTuple):
+    """What `DenseIndex.probe` found: rows and their scores, exact or by the index's codes."""
+
+    scores: np.ndarray
+    ids: np.ndarray
+    needs_rows: bool  # the scores are the codes': `DenseIndex.rescore` replaces them from the stored rows
 
 
 class DenseIndex:
@@ -173,26 +181,34 @@ class DenseIndex:
                 approximate index probes and re-scores its share of what an index of the whole
                 corpus would (`segment_effort`), and returns every row it re-scored, up to k.
         """
+        return self.rescore(query, k, self.probe(query, k, corpus_size))
+
+    def probe(self, query: np.ndarray, k: int, corpus_size: int | None = None) -> Probed:
+        """The first half of `search`, which reads no stored row: an approximate index's nearest
+        cells' best rows by their codes, or a flat index's exact top-k. FAISS and the product
+        release the GIL, so threads probe segments side by side (`qa.store.Snapshot`)."""
         k = min(k, self.size)
         if k <= 0:
-            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+            return Probed(np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64), False)
         query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         every = self.similarities(query[0])
         if every is not None:
             ids = top_k(every, k)
-            return every[ids], ids
+            return Probed(every[ids], ids, False)
         refine = self.kind != "flat" and self._vectors is not None
         nprobe, depth = self.segment_effort(k, corpus_size)
-        wanted = min(self.size, depth) if refine else k
-        scores, ids = _one_thread_search(self._index, query, wanted, nprobe)
-        scores, ids = scores[0], ids[0]
-        keep = ids >= 0
-        scores, ids = scores[keep], ids[keep].astype(np.int64)
-        if refine and len(ids):
-            by_row = np.argsort(ids, kind="stable")  # ascending rows: a sequential read
-            ids = ids[by_row]
-            scores = np.asarray(self._vectors[ids], dtype=np.float32) @ query[0]
-        order = np.lexsort((ids, -scores))[:k]
+        scores, ids = _one_thread_search(self._index, query, min(self.size, depth) if refine else k, nprobe)
+        keep = ids[0] >= 0
+        return Probed(scores[0][keep], ids[0][keep].astype(np.int64), refine)
+
+    def rescore(self, query: np.ndarray, k: int, probed: Probed) -> tuple[np.ndarray, np.ndarray]:
+        """The second half of `search`: the probed rows' exact scores from the stored vectors
+        (one read per row: best done on one thread, as each read hands the GIL over), top-k."""
+        scores, ids = probed.scores, probed.ids
+        if probed.needs_rows and len(ids):
+            ids = ids[np.argsort(ids, kind="stable")]  # ascending rows: a sequential read
+            scores = np.asarray(self._vectors[ids], dtype=np.float32) @ np.asarray(query, dtype=np.float32).ravel()
+        order = np.lexsort((ids, -scores))[: min(k, self.size)]
         return scores[order], ids[order]
 
     def segment_effort(self, k: int, corpus_size: int | None = None) -> tuple[int | None, int]:

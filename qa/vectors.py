@@ -22,7 +22,7 @@ class StoredVectors:
     A memory map would serve the same rows, but every page a query touches, and the neighbours
     the kernel maps around each fault, then count in the process's resident set: at 1M sentences
     a few hundred questions map most of a 1.5 GB file. Reading just the rows asked for (one
-    `preadv` per run of consecutive rows) keeps the resident set flat; the page cache still
+    `pread` per run of consecutive rows) keeps the resident set flat; the page cache still
     makes repeated reads cheap. Supports `len`, `shape`, `v[i]`, `v[a:b]`, `v[ids]`, `v[mask]`
     and `np.asarray(v)`, which is all the engine uses.
     """
@@ -66,9 +66,7 @@ class StoredVectors:
             row = int(key) + len(self) if key < 0 else int(key)
             if not 0 <= row < len(self):
                 raise IndexError(f"row {key} out of range for {len(self)} stored vectors")
-            out = np.empty((1, self.shape[1]), dtype=np.float32)
-            self._read(out, [0], [out.nbytes], [row])
-            return out[0]
+            return self._read([row], [1])[0]
         if isinstance(key, slice):
             return self._rows(np.arange(*key.indices(len(self))))
         ids = np.asarray(key)
@@ -81,29 +79,39 @@ class StoredVectors:
         return whole if dtype is None else whole.astype(dtype, copy=False)
 
     def _rows(self, ids: np.ndarray) -> np.ndarray:
-        ids = np.where(ids < 0, ids + len(self), ids)
-        if len(ids) and (ids.min() < 0 or ids.max() >= len(self)):
+        if not len(ids):
+            return np.zeros((0, self.shape[1]), dtype=np.float32)
+        # Array methods, not numpy's Python-level helpers: a question makes ~30 of these calls.
+        if ids.min() < 0:
+            ids = np.where(ids < 0, ids + len(self), ids)
+        if ids.min() < 0 or ids.max() >= len(self):
             raise IndexError(f"row out of range for {len(self)} stored vectors")
-        ordered = len(ids) < 2 or bool(np.all(ids[1:] > ids[:-1]))  # the usual case: sorted candidate ids
+        ordered = len(ids) < 2 or bool((ids[1:] > ids[:-1]).all())  # the usual case: sorted candidate ids
         unique, inverse = (ids, None) if ordered else np.unique(ids, return_inverse=True)
-        out = np.empty((len(unique), self.shape[1]), dtype=np.float32)
-        if len(unique):
-            row_bytes = self.shape[1] * 4
-            firsts = np.flatnonzero(np.diff(unique, prepend=-2) != 1)  # where each run of consecutive rows starts
-            lengths = np.diff(firsts, append=len(unique)) * row_bytes
-            self._read(out, (firsts * row_bytes).tolist(), lengths.tolist(), unique[firsts].tolist())
+        bounds = np.flatnonzero(unique[1:] != unique[:-1] + 1) + 1  # where a run of consecutive rows breaks
+        firsts = np.concatenate(([0], bounds))
+        counts = np.concatenate((bounds, [len(unique)])) - firsts
+        out = self._read(unique[firsts].tolist(), counts.tolist())
         return out if inverse is None else out[inverse.ravel()]
 
-    def _read(self, out: np.ndarray, starts: list[int], sizes: list[int], rows: list[int]) -> None:
-        """Fill `out` with runs of consecutive rows: `sizes[i]` bytes at byte `starts[i]` of `out`
-        from row `rows[i]` of the file. One slice and one system call a run: a question reads
-        ~600 scattered rows at 1M."""
-        view, fd, read, row_bytes = memoryview(out).cast("B"), self._fd, os.preadv, self.shape[1] * 4
-        got = 0
-        for start, size, row in zip(starts, sizes, rows):
-            got += read(fd, [view[start : start + size]], self._offset + row * row_bytes)
-        if got != out.nbytes:
-            raise OSError(f"{self.file}: short read ({got} of {out.nbytes} bytes); the index is damaged")
+    def _read(self, rows: list[int], counts: list[int]) -> np.ndarray:
+        """Runs of consecutive rows, `counts[i]` from row `rows[i]` of the file, as one array.
+
+        One system call a run: a question reads ~600 scattered rows at 1M, each `os.pread` into
+        bytes joined once (~25% faster than `preadv` into slices of one buffer). One run (a block
+        of rows, as a merge reads them) is read straight into the array: no second copy.
+        """
+        row_bytes, first, wanted = self.shape[1] * 4, self._offset, sum(counts) * self.shape[1] * 4
+        if len(rows) == 1:
+            out = np.empty((counts[0], self.shape[1]), dtype=np.float32)
+            got = os.preadv(self._fd, [memoryview(out).cast("B")], first + rows[0] * row_bytes)
+        else:
+            read, fd = os.pread, self._fd
+            data = bytearray().join([read(fd, count * row_bytes, first + row * row_bytes) for row, count in zip(rows, counts)])
+            got, out = len(data), np.frombuffer(data, dtype=np.float32).reshape(-1, self.shape[1])
+        if got != wanted:
+            raise OSError(f"{self.file}: short read ({got} of {wanted} bytes); the index is damaged")
+        return out
 
 
 Vectors = np.ndarray | StoredVectors

@@ -9,7 +9,7 @@ import pytest
 from conftest import model_only_cache
 from test_dense import RandomEncoder, article
 
-from qa import dense, vectors
+from qa import dense, overlap, vectors
 from qa.index import Index
 from qa.store import snapshot, units
 
@@ -108,3 +108,28 @@ def test_a_run_of_flat_segments_reads_title_and_context_rows_from_one_copy(
     np.testing.assert_array_equal(joined, every)
     ids = np.array([0, 7, len(every) - 1])
     np.testing.assert_array_equal(joined[ids], every[ids])
+
+
+def test_segments_probed_on_two_threads_give_what_one_thread_gives(
+        four_segments: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Half the segments are probed on a helper thread and every re-score runs on the asking one
+    (`Snapshot.dense_top_scored`): the top-k must be exactly that of one thread doing it all."""
+    monkeypatch.setattr(snapshot, "EXACT_UP_TO", 0)
+    monkeypatch.setattr(units, "JOIN_UP_TO", 0)  # four units, four dense searches: two per thread
+    index = Index.load(four_segments)
+    state = index._state
+    assert len(state.dense_searches) == 4
+    started = []
+    real_start = overlap.start
+    monkeypatch.setattr(overlap, "start", lambda work, *args, **kw: started.append(work) or real_start(work, *args, **kw))
+    queries = index.encoder.encode(QUESTIONS)
+    for split in (False, True):
+        monkeypatch.setattr(overlap, "pays", lambda: split)
+        found = [state.dense_top_scored(query, 30, None) for query in queries]
+        if not split:
+            one_thread = found
+    assert len(started) == len(QUESTIONS)  # each question's second half went to the helper
+    for (ids, scores), (ids_one, scores_one) in zip(found, one_thread, strict=True):
+        np.testing.assert_array_equal(ids, ids_one)
+        np.testing.assert_array_equal(scores, scores_one)
+        assert len(ids) == 30 and (np.diff(scores) <= 0).all()

@@ -29,7 +29,7 @@ from qa.articles import Article
 from qa.bm25 import Statistics, _idf
 from qa.corpus import Corpus
 from qa.cues import KINDS
-from qa.dense import DenseIndex, top_k
+from qa.dense import DenseIndex, Probed, top_k
 from qa.lexical import tokenize
 from qa.store.segment import Segment
 from qa.store.units import JoinedDense, exact_cosines, reading_units, stacked, starts
@@ -230,14 +230,26 @@ class Snapshot:
             best = best[self.live[best]]  # fewer live sentences than k: the dead ones came last
             return best, similarities[best]
         searches = self.dense_searches
+        corpus_size = int(self.offsets[-1])  # each segment probes and re-scores its share of it
+        wanted = [k + search.dead for search in searches]
         if len(searches) > 1 and overlap.pays():
             # As Lucene's IndexSearcher searches slices of segments on an executor: half the
-            # segments on a helper thread (FAISS and the row reads release the GIL). 1M in 16
-            # segments: 5.1 -> 3.7 ms. The merge below does not depend on which thread found what.
-            helper = overlap.start(self._dense_tops, query_vector, k, searches[1::2])
-            found = self._dense_tops(query_vector, k, searches[0::2]) + helper.result()
+            # segments are probed on a helper thread (FAISS releases the GIL). Their rows are then
+            # re-scored here, on one thread: each row read hands the GIL over, and reads from two
+            # threads spent more on those hand-overs than they saved (docs/speed.md, "Stop 28").
+            helper = overlap.start(_probe_all, query_vector, searches[1::2], wanted[1::2], corpus_size)
+            mine = _probe_all(query_vector, searches[0::2], wanted[0::2], corpus_size)
+            theirs = helper.result()
+            probed = [(theirs if at % 2 else mine)[at // 2] for at in range(len(searches))]
         else:
-            found = self._dense_tops(query_vector, k, searches)
+            probed = _probe_all(query_vector, searches, wanted, corpus_size)
+        found = []
+        for search, want, rows in zip(searches, wanted, probed):
+            scores, ids = search.index.rescore(query_vector, want, rows)
+            if search.live is not None:
+                alive = search.live[ids]
+                scores, ids = scores[alive], ids[alive]
+            found.append((scores, ids + search.first))
         every_score = np.concatenate([scores for scores, _ in found])
         every_id = np.concatenate([ids for _, ids in found])
         best = np.lexsort((every_id, -every_score))[:k]
@@ -254,19 +266,6 @@ class Snapshot:
             else:
                 searches.append(DenseSearch(dense, offset, unit.live, len(unit.dead_rows)))
         return tuple(searches)
-
-    def _dense_tops(self, query_vector: np.ndarray, k: int,
-                    searches: Sequence[DenseSearch]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Each of `searches`' live dense top-k: (scores, global ids)."""
-        found = []
-        corpus_size = int(self.offsets[-1])  # each segment probes and re-scores its share of it
-        for search in searches:
-            scores, ids = search.index.search(query_vector, k + search.dead, corpus_size)
-            if search.live is not None:
-                alive = search.live[ids]
-                scores, ids = scores[alive], ids[alive]
-            found.append((scores, ids + search.first))
-        return found
 
     def lexical_top_scored(self, question: str, k: int, stats: Statistics) -> tuple[np.ndarray, np.ndarray]:
         """Global ids (ascending) of the k best live BM25 sentences, each scored with `stats`, and those scores."""
@@ -311,3 +310,9 @@ class Snapshot:
         for position, where, local in self._owners(ids):
             parts[where] = self.units[position].data.cues.features(question, local)
         return parts
+
+
+def _probe_all(query_vector: np.ndarray, searches: Sequence[DenseSearch], wanted: Sequence[int],
+               corpus_size: int) -> list[Probed]:
+    """`DenseIndex.probe` of each of `searches` for its `wanted` rows."""
+    return [search.index.probe(query_vector, want, corpus_size) for search, want in zip(searches, wanted)]
