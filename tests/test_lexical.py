@@ -62,8 +62,9 @@ def _context_texts(corpus: Corpus) -> list[str]:
 
 
 # The postings of a question's terms are gathered once when few (one bisection of them all);
-# otherwise each term's postings are bisected on their own. Both must give the same scores.
-LOOKUPS = pytest.mark.parametrize("gather_all", [100_000, 0], ids=["gathered", "per-term"])
+# otherwise candidates are looked up through their own postings (`sentence_postings`). Both must
+# give the same scores.
+LOOKUPS = pytest.mark.parametrize("gather_all", [100_000, 0], ids=["gathered", "by-sentence"])
 
 
 @LOOKUPS

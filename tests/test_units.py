@@ -133,3 +133,19 @@ def test_segments_probed_on_two_threads_give_what_one_thread_gives(
         np.testing.assert_array_equal(ids, ids_one)
         np.testing.assert_array_equal(scores, scores_one)
         assert len(ids) == 30 and (np.diff(scores) <= 0).all()
+
+
+def test_warm_up_indexes_the_postings_of_large_units_by_sentence(
+        four_segments: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first question must not wait to build `LexicalIndex.sentence_postings` (~0.5 s at 1M):
+    `Index.warm_up` builds them for the units whose questions cannot gather their terms' postings."""
+    from qa import bm25
+
+    monkeypatch.setattr(units, "JOIN_UP_TO", 0)
+    index = Index.load(four_segments)
+    sizes = [u.data.lexical.postings.nnz for u in index._state.units]
+    monkeypatch.setattr(bm25, "FULL_SCAN_POSTINGS", sorted(sizes)[1])  # the two largest units only
+    monkeypatch.setattr(snapshot, "FULL_SCAN_POSTINGS", sorted(sizes)[1])
+    index.warm_up()
+    built = ["sentence_postings" in u.data.lexical.__dict__ for u in index._state.units]
+    assert built == [size > sorted(sizes)[1] for size in sizes] and sum(built) == 2

@@ -26,7 +26,7 @@ import numpy as np
 
 from qa import overlap
 from qa.articles import Article
-from qa.bm25 import Statistics, _idf
+from qa.bm25 import FULL_SCAN_POSTINGS, Statistics, _idf
 from qa.corpus import Corpus
 from qa.cues import KINDS
 from qa.dense import DenseIndex, Probed, top_k
@@ -131,6 +131,14 @@ class Snapshot:
         deleted are joined into one (`qa.store.units`); rows and their order unchanged."""
         units, self._joins = reading_units(self.segments, self._joins)
         return units
+
+    def warm_up(self) -> None:
+        """Make now what the first question would otherwise wait for: the reading units, and the
+        by-sentence postings of those too large for a question to gather its terms' postings."""
+        for unit in self.units:
+            lexical = unit.data.lexical
+            if lexical.postings.nnz > FULL_SCAN_POSTINGS:
+                lexical.sentence_postings  # a cached property: read here for its making
 
     @functools.cached_property
     def unit_offsets(self) -> np.ndarray:
