@@ -156,27 +156,30 @@ def compare(one: list[dict[str, Any]], other: list[dict[str, Any]]) -> dict[str,
             "max_hit_score_difference": hit_gap}
 
 
-def squad_layouts(questions: int = 500, seed: int = 0) -> dict[str, Any]:
-    """SQuAD dev built once, by 48 adds and after optimize: `qa eval`'s figures and answer agreement."""
+def squad_layouts(questions: int = 500, seed: int = 0, recipe: str | None = None) -> dict[str, Any]:
+    """SQuAD dev built once, by 48 adds and after optimize, each with build recipe `recipe` (the
+    default one when None): `qa eval`'s figures and answer agreement."""
     from qa.evaluation import metrics
     from qa.evaluation.run import article_rows, measure, resolved_questions
     from qa.evaluation.squad import HELD_OUT, TUNING, load_squad, write_articles
     from qa.cache import cached_encode
     from qa.config import Settings
     from qa.index import Index
+    from qa.slots import DEFAULT_RECIPE
     from bench.corpora import SQUAD_FILE as SQUAD_DEV
 
     squad = load_squad(SQUAD_DEV)
     settings = Settings()
     rng = np.random.default_rng(seed)
     sample = [squad.questions[i].text for i in np.sort(rng.choice(len(squad.questions), questions, replace=False))]
-    out: dict[str, Any] = {"articles": len(squad.articles), "sample": questions}
+    recipe = recipe or DEFAULT_RECIPE
+    out: dict[str, Any] = {"articles": len(squad.articles), "sample": questions, "recipe": recipe}
     with tempfile.TemporaryDirectory(prefix="qa-segments-") as tmp:
         files = write_articles(squad, Path(tmp) / "articles")
         ordered = sorted(files[TUNING].glob("*.txt")) + sorted(files[HELD_OUT].glob("*.txt"))
-        built = Index.empty(Path(tmp) / "built")
+        built = Index.empty(Path(tmp) / "built", recipe=recipe)
         built.add_articles([_read(f) for f in ordered])
-        piecemeal = Index.empty(Path(tmp) / "piecemeal", built.encoder)
+        piecemeal = Index.empty(Path(tmp) / "piecemeal", built.encoder, recipe=recipe)
         piecemeal.merge_policy = None
         for file in ordered:
             piecemeal.add(file)
@@ -209,10 +212,11 @@ def _read(file: Path) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.segments", description=__doc__.split("\n")[0])
     parser.add_argument("--questions", type=int, default=500, help="questions whose answers are compared")
+    parser.add_argument("--recipe", default=None, help="build recipe of the three indexes (default: the engine's)")
     parser.add_argument("--out", type=Path, default=RESULTS / "segments.json")
     args = parser.parse_args(argv)
     offline()
-    report = squad_layouts(args.questions)
+    report = squad_layouts(args.questions, recipe=args.recipe)
     rows = [("one build", report["one_build"], None), ("48 separate adds", report["separate_adds"], report["separate_adds"]["agreement"]),
             ("after optimize", report["after_optimize"], report["after_optimize"]["agreement"])]
     print("| layout | segments | MRR | R@1 | answers identical to one build | max score difference |")
