@@ -330,13 +330,14 @@ class LexicalIndex:
     @functools.cached_property
     def sentence_postings(self) -> tuple[np.ndarray, np.ndarray]:
         """Each sentence's postings: (where each sentence's run starts, and the runs: positions in
-        the postings arrays, by sentence, then by term). 4 bytes a posting (44 MB at 1M
-        sentences), made once: a question's candidates then find their query terms in a few
-        calls, not one bisection per term (`_locate_by_sentence`)."""
+        the postings arrays, by sentence, then by term). 4 bytes a posting (11 MB for a segment
+        of 128k news sentences, ~90 MB at 1M), made once: a question's candidates then find
+        their query terms in a few calls, not one bisection per term (`_locate_by_sentence`)."""
         postings = self.postings
         # The transpose of a matrix holding each posting's position: scipy's linear-time counting
         # sort, in int32 (an argsort would make int64 temporaries of twice the size).
-        positions = sparse.csc_matrix((np.arange(postings.nnz, dtype=np.int32), postings.indices, postings.indptr),
+        dtype = np.int32 if postings.nnz < 2**31 else np.int64
+        positions = sparse.csc_matrix((np.arange(postings.nnz, dtype=dtype), postings.indices, postings.indptr),
                                       shape=postings.shape).tocsr()
         return positions.indptr, positions.data
 
