@@ -353,8 +353,8 @@ class LexicalIndex:
         held = np.zeros((len(query.terms), len(flat)), dtype=bool)
         spans = np.flatnonzero(query.sizes > 0)  # an empty span would shadow the next term's start
         first = self.postings.indptr[query.terms[spans]]
-        by_first = spans[np.argsort(first, kind="stable")]
-        first = self.postings.indptr[query.terms[by_first]]
+        order = np.argsort(first, kind="stable")
+        by_first, first = spans[order], first[order]
         slot = np.searchsorted(first, positions, side="right") - 1
         inside = slot >= 0
         inside[inside] = positions[inside] < first[slot[inside]] + query.sizes[by_first[slot[inside]]]

@@ -5,9 +5,10 @@ slower on a busy 2-core machine) with the GIL released, so a second core sits id
 milliseconds. The BM25 half of ranking needs no query vector (`qa.ranking.lexical_half`), so
 `Index` hands it to a helper thread as the model starts (`encode_beside`), then takes its
 result: the question waits for the longer of the two instead of their sum. Then the dense
-search of an index too large for one exact product runs half its segments on a helper thread
+search of an index too large for one exact product probes half its segments on a helper thread
 (`Snapshot.dense_top_scored`, as Lucene's IndexSearcher searches segment slices on an executor:
-FAISS and the row reads release the GIL). What is computed does not change, only when.
+FAISS releases the GIL), and re-scores every segment's rows on the asking thread (each row read
+hands the GIL over). What is computed does not change, only when.
 
 Two things make that pay (measured, docs/speed.md):
 - The helper starts when the model does, not before: the encode's own Python steps (tokenising,
@@ -89,5 +90,5 @@ def quiet_blas_threads() -> None:
 
 def pays() -> bool:
     """Whether running a question's work on helper threads (its BM25 half beside its encode, half
-    the segments' dense searches beside the other half) saves time in this process."""
+    the segments' dense probes beside the other half) saves time in this process."""
     return os.environ.get(BLAS_TIMEOUT_VARIABLE) is not None or os.environ.get("OPENBLAS_NUM_THREADS") == "1"

@@ -82,9 +82,11 @@ class StoredVectors:
         if not len(ids):
             return np.zeros((0, self.shape[1]), dtype=np.float32)
         # Array methods, not numpy's Python-level helpers: a question makes ~30 of these calls.
-        if ids.min() < 0:
+        lowest = ids.min()
+        if lowest < 0:
             ids = np.where(ids < 0, ids + len(self), ids)
-        if ids.min() < 0 or ids.max() >= len(self):
+            lowest = ids.min()
+        if lowest < 0 or ids.max() >= len(self):
             raise IndexError(f"row out of range for {len(self)} stored vectors")
         ordered = len(ids) < 2 or bool((ids[1:] > ids[:-1]).all())  # the usual case: sorted candidate ids
         unique, inverse = (ids, None) if ordered else np.unique(ids, return_inverse=True)
